@@ -9,3 +9,17 @@ TEST_DATA = osp.join(osp.dirname(__file__), 'data')
 def test_data_root():
     """Folder of the small real samples bundled with the tests (see tests/data/README.md)."""
     return TEST_DATA
+
+
+@pytest.fixture(scope='session')
+def kitti_infos_root(tmp_path_factory):
+    """The bundled KITTI sample converted once per session by mmfusion's KITTI converter.
+
+    Returns:
+        str: A ``data_root`` holding ``kitti_infos_{train,val,trainval}.pkl`` and the
+        ``training/`` folders, usable by stock mmdet3d KITTI configs.
+    """
+    from mmfusion.converters.kitti import create_kitti_infos
+    out = str(tmp_path_factory.mktemp('kitti_infos'))
+    create_kitti_infos(osp.join(TEST_DATA, 'kitti'), out)
+    return out

@@ -101,9 +101,9 @@ def _dynamic_scatter_torch(feats: Tensor, coors: Tensor,
         feats = feats.index_select(0, valid_idx)
         coors = coors.index_select(0, valid_idx)
     if coors.size(0) == 0:
-        # All points dropped: zero voxels, but keep feats in the graph (zero gradient).
-        return feats.new_zeros((0, num_channels)) + feats.sum() * 0, coors.new_empty(
-            (0, coors.size(1)))
+        # Every point dropped: ``feats``/``coors`` are now (0, C)/(0, D) selections, still in the
+        # autograd graph (the gradient of the input is zero).
+        return feats, coors
 
     voxel_coors, inverse, counts = torch.unique(
         coors, dim=0, sorted=True, return_inverse=True, return_counts=True)
@@ -139,8 +139,10 @@ def _dynamic_scatter_torch(feats: Tensor, coors: Tensor,
     return voxel_feats, voxel_coors
 
 
-def dynamic_scatter(feats: Tensor, coors: Tensor, reduce_type: str = 'max') -> Tuple[Tensor, Tensor]:
-    """Reduce point features that share a voxel coordinate (drop-in for mmcv's ``dynamic_scatter``).
+def dynamic_scatter(feats: Tensor,
+                    coors: Tensor,
+                    reduce_type: str = 'max') -> Tuple[Tensor, Tensor]:
+    """Reduce the features of points sharing a voxel coordinate (mmcv's ``dynamic_scatter``).
 
     Args:
         feats (Tensor): (N, C) floating-point point features.

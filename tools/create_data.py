@@ -1,0 +1,52 @@
+"""Convert a dataset from its official release layout into the files mmfusion's configs read.
+
+Usage (the stock mmdet3d flags)::
+
+    python tools/create_data.py kitti  --root-path data/kitti --out-dir data/kitti_mmfusion
+    python tools/create_data.py llvip  --root-path data/LLVIP --out-dir data/llvip_infos
+    python tools/create_data.py nyudv2 --root-path data/nyudv2_raw --out-dir data/nyudv2
+
+Every converter reads the dataset without modifying it, refuses an ``--out-dir`` inside the
+dataset folder, and writes each output atomically (temporary name, then rename).
+"""
+import argparse
+import importlib
+import sys
+
+from mmfusion.converters._io import DatasetFormatError
+
+# dataset -> (module, function) of mmfusion.converters; imported lazily so that a converter's
+# heavy dependencies (mmdet3d for KITTI, h5py for NYUDv2) load only when it is used.
+CONVERTERS = {
+    'kitti': ('mmfusion.converters.kitti', 'create_kitti_infos'),
+    'llvip': ('mmfusion.converters.llvip', 'create_llvip_infos'),
+    'nyudv2': ('mmfusion.converters.nyudv2', 'create_nyudv2_infos'),
+}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Data converter arg parser')
+    parser.add_argument('dataset', choices=sorted(CONVERTERS), help='name of the dataset')
+    parser.add_argument('--root-path', required=True, help='root folder of the dataset release')
+    parser.add_argument('--out-dir', required=True, help='output folder (outside the dataset)')
+    parser.add_argument('--extra-tag', default=None,
+                        help='prefix of the output file names (default: the dataset name)')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    module, func = CONVERTERS[args.dataset]
+    convert = getattr(importlib.import_module(module), func)
+    try:
+        outputs = convert(args.root_path, args.out_dir, extra_tag=args.extra_tag or args.dataset)
+    except (DatasetFormatError, ValueError) as e:
+        print(f'create_data.py {args.dataset}: error: {e}', file=sys.stderr)
+        return 2
+    for name, path in outputs.items():
+        print(f'{name}: {path}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
