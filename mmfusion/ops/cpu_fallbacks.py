@@ -19,10 +19,16 @@ spconv ``SparseConvolution`` / ``SparseMaxPool`` ``forward``  ``ConvAlgo.Native`
   (:func:`mmfusion.ops.spconv_algo.use_native_spconv_on_cpu`)
 =========================================  ==============================================
 
-mmdet3d 1.4's own ``mmdet3d.models.layers.nms_bev`` already calls mmcv's ``nms_rotated``, which
-has a CPU kernel, so it needs no fallback. Code that bound one of the names above *before*
-``mmfusion.det3d`` was imported (``from mmcv.ops import nms_bev`` at module level) keeps the
-original; mmcv's own modules look the names up at call time, so they are covered.
+Why NMS is in the list although it does not crash: mmcv 2.1.0's 5-column ``nms_bev`` /
+``nms_normal_bev`` (and mmdet3d 1.4's copies in ``mmdet3d.models.layers``) call mmcv's
+``nms_rotated`` / ``nms``, which have CPU kernels, but the CPU ``nms_rotated`` suppresses at
+IoU >= thr while the CUDA kernel suppresses at IoU > thr, and every call of the ``iou3d`` names
+warns about deprecation. mmfusion's versions apply the CUDA rule on both devices. mmdet3d's own
+``mmdet3d.models.layers.nms_bev`` is left as it is (stock behaviour for stock heads).
+
+Code that bound one of the names above *before* ``mmfusion.det3d`` was imported
+(``from mmcv.ops import dynamic_scatter`` at module level) keeps the original; mmcv's own
+modules look the names up at call time, so they are covered.
 """
 import importlib
 

@@ -2,22 +2,24 @@
 
 Why this file exists
 --------------------
-The historical mmcv BEV NMS (``mmcv.ops.iou3d`` with the ``iou3d_nms3d_forward`` /
-``iou3d_nms3d_normal_forward`` kernels) has CUDA kernels only in mmcv 2.1.0, and the stack's
-design notes list it among the ops without a CPU path. mmdet3d 1.4.0's heads call
+mmcv 2.1.0's BEV/3D NMS kernels (``iou3d_nms3d_forward``, ``iou3d_nms3d_normal_forward``,
+``iou3d_boxes_overlap_bev_forward`` behind ``mmcv.ops.iou3d``) exist for CUDA only, and the stack's
+design notes list BEV NMS among the ops without a CPU path. mmdet3d 1.4.0's heads call
 ``nms_bev``/``nms_normal_bev`` from ``mmdet3d.models.layers.box3d_nms`` (``box3d_multiclass_nms``,
 CenterPoint, PartA2, PointRCNN, PV-RCNN, test-time augmentation). This module provides drop-in
 replacements with the same signatures and results that run on any device: on CUDA they call mmcv's
-original kernels (captured when this module is imported, so rebinding the mmdet3d/mmcv names to
-these functions does not recurse); on every other device a pure-PyTorch implementation runs.
+original kernels (captured when this module is imported; the captured ``nms_rotated``/``nms`` are
+not among the rebound names, so rebinding the mmdet3d/mmcv ``nms_bev`` names to these functions
+does not recurse); on every other device a pure-PyTorch implementation runs.
 
 Note (checked against the sources): in mmcv 2.1.0 ``mmcv/ops/iou3d.py`` and in mmdet3d 1.4.0
-``mmdet3d/models/layers/box3d_nms.py`` both ``nms_bev`` functions are already thin wrappers that
-convert the boxes and call ``mmcv.ops.nms_rotated``; ``nms_normal_bev`` calls ``mmcv.ops.nms``.
-Those two mmcv ops do have CPU kernels, so the 5-column functions themselves work on CPU once mmcv
-imports; only the 7-column ``nms3d``/``nms3d_normal``/``boxes_overlap_bev``/``boxes_iou3d`` are
-CUDA-only. The functions here reproduce the wrappers' semantics exactly, without depending on
-mmcv on CPU.
+``mmdet3d/models/layers/box3d_nms.py`` the 5-column ``nms_bev`` functions no longer use the iou3d
+kernels: they convert the boxes and call ``mmcv.ops.nms_rotated``, and ``nms_normal_bev`` calls
+``mmcv.ops.nms``. Those two ops do have CPU kernels, so the stock functions also run on CPU once
+mmcv imports (only the 7-column ``nms3d``/``nms3d_normal``/``boxes_overlap_bev``/``boxes_iou3d``
+are CUDA-only). This module still gives one device-independent CPU path: it does not need mmcv on
+CPU, accepts float64, uses the CUDA kernels' ``>`` rule (mmcv's CPU ``nms_rotated`` uses ``>=``),
+and is faster than mmcv's CPU ``nms_rotated`` kernel on large inputs.
 
 Semantics (matched to the sources above and ``mmcv/ops/csrc/common/box_iou_rotated_utils.hpp``,
 ``mmcv/ops/csrc/pytorch/cpu/nms_rotated.cpp``, ``mmcv/ops/csrc/common/cuda/nms_rotated_cuda.cuh``,
@@ -50,9 +52,14 @@ when its IoU with a kept box is ``> thresh`` (both mmcv kernels).
 
 PyTorch implementation: IoUs are computed in float64 (mmcv's kernels use the input dtype, float32
 in practice), so an IoU within ~1e-6 of ``thresh`` may be decided differently. Rotated
-intersections are found as in mmcv: edge-edge crossings plus corners of one box inside the other,
-ordered by angle around their mean and summed with the shoelace formula (vectorised over pairs; only
-pairs whose axis-aligned bounding boxes overlap are evaluated, exact for ``thresh >= 0``).
+intersections are found as in mmcv: side-side crossings plus corners of one box inside the other,
+ordered by angle around their mean and summed with the shoelace formula, vectorised over pairs.
+Only pairs that can exceed ``thresh`` are evaluated: the axis-aligned bounding boxes must overlap
+(sort-and-sweep) and an upper bound of the IoU (from the bounding-box overlap and the two areas)
+must reach ``thresh``; this pruning is exact for ``thresh >= 0``. The greedy pass runs in blocks of
+score-ordered boxes and computes a pair's IoU only while its higher-scoring box is still kept.
+With ``thresh < 0`` only the top-scoring box is kept (every IoU is >= 0; mmcv would also keep
+boxes whose IoU is NaN, i.e. axis-aligned boxes of zero area in ``nms_normal_bev``).
 
 Deviation: for empty input (or ``pre_max_size=0``) both functions return an empty int64 tensor of
 shape (0,); mmcv 2.1.0's ``iou3d.nms_bev`` returns a (1, 0) tensor there (``order[None]``).
@@ -78,9 +85,9 @@ except Exception as err:  # ImportError, or an OSError/RuntimeError while loadin
     _MMCV_NMS_ROTATED = None
     _MMCV_IMPORT_ERROR = err
 
-# Pairs handled per vectorised step (bounds the temporary memory of the IoU computations).
+# Sizes of the vectorised steps (bound the temporary memory) and the geometric tolerance.
 _PAIR_CHUNK = 1 << 16
-_MATRIX_CHUNK = 1 << 22
+_BLOCK = 256
 _REL_TOL = 1e-9
 
 
@@ -114,162 +121,163 @@ def _empty_keep(ref: Tensor) -> Tensor:
     return torch.zeros((0, ), dtype=torch.long, device=ref.device)
 
 
-def _cross(a: Tensor, b: Tensor) -> Tensor:
-    return a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]
-
-
-def _corners(center: Tensor, w: Tensor, h: Tensor, angle: Tensor) -> Tensor:
-    """(P, 4, 2) corners ``center + R(angle) (+-w/2, +-h/2)``, in cyclic order."""
-    cos, sin = torch.cos(angle), torch.sin(angle)
-    dx = torch.stack((-w, w, w, -w), dim=1) / 2
-    dy = torch.stack((-h, -h, h, h), dim=1) / 2
-    x = center[:, None, 0] + dx * cos[:, None] - dy * sin[:, None]
-    y = center[:, None, 1] + dx * sin[:, None] + dy * cos[:, None]
-    return torch.stack((x, y), dim=-1)
-
-
-def _inside(points: Tensor, center: Tensor, w: Tensor, h: Tensor, angle: Tensor) -> Tensor:
-    """(P, K) mask: points (P, K, 2) inside (or on) the rectangles (P,), with a tiny tolerance."""
+def _corners(cx: Tensor, cy: Tensor, w: Tensor, h: Tensor, angle: Tensor):
+    """Corners ``(cx, cy) + R(angle) (+-w/2, +-h/2)`` of P rectangles: x, y (P, 4), cyclic."""
     cos, sin = torch.cos(angle)[:, None], torch.sin(angle)[:, None]
-    d = points - center[:, None, :]
-    local_x = d[..., 0] * cos + d[..., 1] * sin
-    local_y = -d[..., 0] * sin + d[..., 1] * cos
-    half_w, half_h = w.abs()[:, None] / 2, h.abs()[:, None] / 2
-    tol = _REL_TOL * (half_w + half_h)
-    return (local_x.abs() <= half_w + tol) & (local_y.abs() <= half_h + tol)
+    dx = (w / 2)[:, None] * w.new_tensor([-1., 1., 1., -1.])
+    dy = (h / 2)[:, None] * h.new_tensor([-1., -1., 1., 1.])
+    return cx[:, None] + dx * cos - dy * sin, cy[:, None] + dx * sin + dy * cos
+
+
+def _inside(px: Tensor, py: Tensor, qx: Tensor, qy: Tensor) -> Tensor:
+    """(P, K) mask: points (px, py) inside or on the rectangles with corners (qx, qy) (P, 4).
+
+    As mmcv: the projections of ``AP`` on the sides ``AB`` and ``AD`` lie within those sides
+    (here with a relative tolerance of ``_REL_TOL`` for points on the boundary).
+    """
+    abx, aby = (qx[:, 1] - qx[:, 0])[:, None], (qy[:, 1] - qy[:, 0])[:, None]
+    adx, ady = (qx[:, 3] - qx[:, 0])[:, None], (qy[:, 3] - qy[:, 0])[:, None]
+    apx, apy = px - qx[:, :1], py - qy[:, :1]
+    along_ab, along_ad = apx * abx + apy * aby, apx * adx + apy * ady
+    ab2, ad2 = abx * abx + aby * aby, adx * adx + ady * ady
+    tol = _REL_TOL
+    return ((along_ab >= -tol * ab2) & (along_ab <= (1 + tol) * ab2) & (along_ad >= -tol * ad2)
+            & (along_ad <= (1 + tol) * ad2))
 
 
 def _rotated_pair_iou(b1: Tensor, b2: Tensor) -> Tensor:
     """IoU of aligned pairs of rotated boxes (P, 5) ``[xc, yc, w, h, a]``, float64, -> (P,)."""
-    if b1.size(0) == 0:
-        return b1.new_zeros((0, ))
-    # Work relative to each pair's midpoint, as mmcv does, for precision.
-    shift = (b1[:, :2] + b2[:, :2]) / 2
-    c1, c2 = b1[:, :2] - shift, b2[:, :2] - shift
-    w1, h1, a1 = b1[:, 2], b1[:, 3], b1[:, 4]
-    w2, h2, a2 = b2[:, 2], b2[:, 3], b2[:, 4]
-    p1, p2 = _corners(c1, w1, h1, a1), _corners(c2, w2, h2, a2)
-    e1, e2 = p1.roll(-1, dims=1) - p1, p2.roll(-1, dims=1) - p2
-
-    # Edge i of box 1 against edge j of box 2: p1_i + t e1_i = p2_j + u e2_j, t, u in [0, 1].
-    start1, edge1 = p1[:, :, None, :], e1[:, :, None, :]
-    start2, edge2 = p2[:, None, :, :], e2[:, None, :, :]
-    den = _cross(edge1, edge2)
-    parallel = den.abs() <= 1e-12 * edge1.norm(dim=-1) * edge2.norm(dim=-1)
-    safe_den = torch.where(parallel, torch.ones_like(den), den)
-    diff = start2 - start1
-    t = _cross(diff, edge2) / safe_den
-    u = _cross(diff, edge1) / safe_den
-    tol = _REL_TOL
-    crossing = (~parallel) & (t >= -tol) & (t <= 1 + tol) & (u >= -tol) & (u <= 1 + tol)
-    crossing_pts = start1 + t.unsqueeze(-1) * edge1
-
     num = b1.size(0)
-    points = torch.cat((crossing_pts.reshape(num, 16, 2), p1, p2), dim=1)
-    valid = torch.cat((crossing.reshape(num, 16), _inside(p1, c2, w2, h2, a2),
-                       _inside(p2, c1, w1, h1, a1)), dim=1)
+    if num == 0:
+        return b1.new_zeros((0, ))
+    if num > _PAIR_CHUNK:
+        return torch.cat([
+            _rotated_pair_iou(b1[k:k + _PAIR_CHUNK], b2[k:k + _PAIR_CHUNK])
+            for k in range(0, num, _PAIR_CHUNK)
+        ])
+    # Work relative to each pair's midpoint, as mmcv does, for precision.
+    shift_x, shift_y = (b1[:, 0] + b2[:, 0]) / 2, (b1[:, 1] + b2[:, 1]) / 2
+    x1, y1 = _corners(b1[:, 0] - shift_x, b1[:, 1] - shift_y, b1[:, 2], b1[:, 3], b1[:, 4])
+    x2, y2 = _corners(b2[:, 0] - shift_x, b2[:, 1] - shift_y, b2[:, 2], b2[:, 3], b2[:, 4])
+    ex1, ey1 = x1.roll(-1, 1) - x1, y1.roll(-1, 1) - y1
+    ex2, ey2 = x2.roll(-1, 1) - x2, y2.roll(-1, 1) - y2
 
-    # The valid points all lie on the boundary of the convex intersection polygon: order them by
-    # angle around their mean (an interior point) and apply the shoelace formula. Invalid slots
-    # are replaced by the first ordered point, so they add zero-length edges only.
-    count = valid.sum(dim=1)
-    weights = valid.to(points.dtype).unsqueeze(-1)
-    mean = (points * weights).sum(dim=1) / count.clamp(min=1).to(points.dtype).unsqueeze(-1)
-    rel = points - mean[:, None, :]
-    angles = torch.atan2(rel[..., 1], rel[..., 0])
-    angles = torch.where(valid, angles, torch.full_like(angles, float('inf')))
-    sort_idx = angles.argsort(dim=1)
-    rel = rel.gather(1, sort_idx.unsqueeze(-1).expand(-1, -1, 2))
-    valid = valid.gather(1, sort_idx)
-    rel = torch.where(valid.unsqueeze(-1), rel, rel[:, :1, :].expand_as(rel))
-    inter = _cross(rel, rel.roll(-1, dims=1)).sum(dim=1).abs() / 2
-    inter = torch.where(count >= 3, inter, torch.zeros_like(inter))
+    # Side i of box 1 against side j of box 2 (P, 4, 4): p1_i + t e1_i = p2_j + u e2_j with t, u
+    # in [0, 1]. Parallel sides give t, u = +-inf or nan, which fail the range test.
+    e1x, e1y, e2x, e2y = ex1[:, :, None], ey1[:, :, None], ex2[:, None, :], ey2[:, None, :]
+    dx, dy = x2[:, None, :] - x1[:, :, None], y2[:, None, :] - y1[:, :, None]
+    den = e1x * e2y - e1y * e2x
+    t = (dx * e2y - dy * e2x) / den
+    u = (dx * e1y - dy * e1x) / den
+    tol = _REL_TOL
+    crossing = (t >= -tol) & (t <= 1 + tol) & (u >= -tol) & (u <= 1 + tol)
+    cross_x, cross_y = x1[:, :, None] + t * e1x, y1[:, :, None] + t * e1y
 
-    area1, area2 = w1 * h1, w2 * h2
+    # Candidate vertices of the intersection polygon: side crossings and corners of one box
+    # inside the other (P, 24).
+    px = torch.cat((cross_x.reshape(num, 16), x1, x2), 1)
+    py = torch.cat((cross_y.reshape(num, 16), y1, y2), 1)
+    valid = torch.cat((crossing.reshape(num, 16), _inside(x1, y1, x2, y2), _inside(x2, y2, x1, y1)),
+                      1)
+    px, py = torch.where(valid, px, 0.), torch.where(valid, py, 0.)
+
+    # They all lie on the boundary of the convex intersection polygon: order them by angle around
+    # their mean (an interior point) and apply the shoelace formula. Invalid slots are replaced by
+    # the first ordered point, so they only add zero-length sides.
+    count = valid.sum(1)
+    denom = count.clamp(min=1).to(px.dtype)
+    px, py = px - (px.sum(1) / denom)[:, None], py - (py.sum(1) / denom)[:, None]
+    angle = torch.where(valid, torch.atan2(py, px), float('inf'))
+    idx = angle.argsort(1)
+    px, py, valid = px.gather(1, idx), py.gather(1, idx), valid.gather(1, idx)
+    px, py = torch.where(valid, px, px[:, :1]), torch.where(valid, py, py[:, :1])
+    inter = (px * py.roll(-1, 1) - py * px.roll(-1, 1)).sum(1).abs() / 2
+    inter = torch.where(count >= 3, inter, 0.)
+
+    area1, area2 = b1[:, 2] * b1[:, 3], b2[:, 2] * b2[:, 3]
     degenerate = (area1 < 1e-14) | (area2 < 1e-14)
-    union = torch.where(degenerate, torch.ones_like(area1), area1 + area2 - inter)
-    return torch.where(degenerate, torch.zeros_like(inter), inter / union)
+    union = torch.where(degenerate, 1., area1 + area2 - inter)
+    return torch.where(degenerate, 0., inter / union)
 
 
-def _rotated_suppression_pairs(boxes: Tensor, thresh: float):
-    """Pairs (i, j), i < j positions in score order, of boxes (n, 5) xywhr with IoU > thresh.
+def _aabb_overlap_pairs(lo_x: Tensor, hi_x: Tensor, lo_y: Tensor, hi_y: Tensor):
+    """All pairs (i, j), i < j, whose boxes ``[lo_x, hi_x] x [lo_y, hi_y]`` overlap (open test).
 
-    Pairs whose axis-aligned bounding boxes do not overlap have IoU 0 and are skipped, which is
-    exact for ``thresh >= 0``. Returned with ``i`` non-decreasing.
+    Sort-and-sweep along x (``searchsorted`` over the sorted left edges), then a y test, generated
+    in chunks of at most ``_PAIR_CHUNK * 64`` x-overlapping pairs. Needs ``hi > lo``.
     """
-    num = boxes.size(0)
-    cos, sin = torch.cos(boxes[:, 4]).abs(), torch.sin(boxes[:, 4]).abs()
-    half_w, half_h = boxes[:, 2].abs() / 2, boxes[:, 3].abs() / 2
-    ext_x = cos * half_w + sin * half_h
-    ext_y = sin * half_w + cos * half_h
-    margin = 1e-7 * (half_w + half_h) + 1e-12
-    lo_x, hi_x = boxes[:, 0] - ext_x - margin, boxes[:, 0] + ext_x + margin
-    lo_y, hi_y = boxes[:, 1] - ext_y - margin, boxes[:, 1] + ext_y + margin
-    col = torch.arange(num, device=boxes.device)
-    rows_per_chunk = max(1, _MATRIX_CHUNK // max(num, 1))
+    num = lo_x.numel()
+    lo_sorted, perm = lo_x.sort(stable=True)
+    # Boxes after position p in sweep order whose left edge lies before p's right edge.
+    end = torch.searchsorted(lo_sorted, hi_x[perm], side='left')
+    pos = torch.arange(num, device=lo_x.device)
+    counts = (end - pos - 1).clamp(min=0)
+    budget = _PAIR_CHUNK * 64
+    cum = counts.cumsum(0)
     src, dst = [], []
-    for start in range(0, num, rows_per_chunk):
-        stop = min(num, start + rows_per_chunk)
-        row = col[start:stop, None]
-        cand = ((lo_x[None, :] < hi_x[start:stop, None]) & (lo_x[start:stop, None] < hi_x[None, :])
-                & (lo_y[None, :] < hi_y[start:stop, None])
-                & (lo_y[start:stop, None] < hi_y[None, :]) & (col[None, :] > row))
-        ii, jj = cand.nonzero(as_tuple=True)
-        ii = ii + start
-        for p in range(0, ii.numel(), _PAIR_CHUNK):
-            pi, pj = ii[p:p + _PAIR_CHUNK], jj[p:p + _PAIR_CHUNK]
-            iou = _rotated_pair_iou(boxes[pi], boxes[pj])
-            hit = iou > thresh
-            src.append(pi[hit])
-            dst.append(pj[hit])
+    first = 0
+    while first < num:
+        # Largest last row such that the chunk holds at most ``budget`` pairs (at least one row).
+        base = int(cum[first - 1]) if first > 0 else 0
+        last = int(torch.searchsorted(cum, base + budget, side='right'))
+        last = min(num, max(last, first + 1))
+        rows = pos[first:last]
+        rc = counts[first:last]
+        total = int(rc.sum())
+        if total:
+            a = rows.repeat_interleave(rc)
+            starts = rc.cumsum(0) - rc
+            offset = torch.arange(total, device=lo_x.device) - starts.repeat_interleave(rc)
+            i, j = perm[a], perm[a + 1 + offset]
+            ok = (lo_y[i] < hi_y[j]) & (lo_y[j] < hi_y[i])
+            i, j = i[ok], j[ok]
+            src.append(torch.minimum(i, j))
+            dst.append(torch.maximum(i, j))
+        first = last
     if not src:
-        return col[:0], col[:0]
+        return pos[:0], pos[:0]
     return torch.cat(src), torch.cat(dst)
 
 
-def _aligned_suppression_pairs(boxes: Tensor, thresh: float):
-    """Pairs (i, j), i < j, of axis-aligned boxes (n, 4) [x1, y1, x2, y2] with IoU > thresh."""
-    num = boxes.size(0)
-    x1, y1, x2, y2 = boxes.unbind(dim=1)
-    area = (x2 - x1) * (y2 - y1)
-    col = torch.arange(num, device=boxes.device)
-    rows_per_chunk = max(1, _MATRIX_CHUNK // max(num, 1))
-    src, dst = [], []
-    for start in range(0, num, rows_per_chunk):
-        stop = min(num, start + rows_per_chunk)
-        sl = slice(start, stop)
-        iw = (torch.minimum(x2[sl, None], x2[None, :]) -
-              torch.maximum(x1[sl, None], x1[None, :])).clamp(min=0)
-        ih = (torch.minimum(y2[sl, None], y2[None, :]) -
-              torch.maximum(y1[sl, None], y1[None, :])).clamp(min=0)
-        inter = iw * ih
-        iou = inter / (area[sl, None] + area[None, :] - inter)
-        hit = (iou > thresh) & (col[None, :] > col[sl, None])
-        ii, jj = hit.nonzero(as_tuple=True)
-        src.append(ii + start)
-        dst.append(jj)
-    if not src:
-        return col[:0], col[:0]
-    return torch.cat(src), torch.cat(dst)
+def _blocked_greedy(num: int, src: Tensor, dst: Tensor, pair_iou, thresh: float,
+                    limit: Optional[int] = None) -> List[int]:
+    """Greedy NMS over positions 0..num-1 (descending score) with lazily computed IoUs.
 
-
-def _greedy_keep(num: int, src: Tensor, dst: Tensor, limit: Optional[int] = None) -> List[int]:
-    """Greedy NMS over positions 0..num-1 (score order) given suppression pairs (src < dst)."""
-    counts = torch.bincount(src, minlength=num)
-    ends = counts.cumsum(0).tolist()
-    targets = dst.tolist()
-    suppressed = bytearray(num)
+    ``(src, dst)`` (src < dst) are the only pairs whose IoU can exceed ``thresh``;
+    ``pair_iou(i, j)`` returns their IoUs. Positions are processed in blocks: the IoUs among a
+    block's surviving boxes decide the block sequentially, then the block's kept boxes suppress
+    later boxes in one vectorised step. IoUs are computed only for pairs whose first box is still
+    alive, so a box suppressed early never has its own pairs evaluated.
+    """
+    if src.numel() == 0:
+        return list(range(num if limit is None else min(num, limit)))
+    order = src.argsort(stable=True)
+    src, dst = src[order], dst[order]
+    ptr = [0] + torch.bincount(src, minlength=num).cumsum(0).tolist()
+    alive = torch.ones(num, dtype=torch.bool)
     keep: List[int] = []
-    begin = 0
-    for i in range(num):
-        end = ends[i]
-        if not suppressed[i]:
-            keep.append(i)
-            if limit is not None and len(keep) >= limit:
-                break
-            for j in targets[begin:end]:
-                suppressed[j] = 1
-        begin = end
+    for start in range(0, num, _BLOCK):
+        stop = min(num, start + _BLOCK)
+        ps, pd = src[ptr[start]:ptr[stop]], dst[ptr[start]:ptr[stop]]
+        inside = pd < stop
+        sel = inside & alive[ps] & alive[pd]
+        block_alive = alive[start:stop].tolist()
+        if bool(sel.any()):
+            ws, wd = ps[sel], pd[sel]
+            hit = pair_iou(ws, wd) > thresh
+            # Pairs are sorted by their first box, so its fate is final when it is reached.
+            for i, j in zip(ws[hit].tolist(), wd[hit].tolist()):
+                if block_alive[i - start]:
+                    block_alive[j - start] = False
+            alive[start:stop] = torch.tensor(block_alive, dtype=torch.bool)
+        keep.extend(start + k for k, flag in enumerate(block_alive) if flag)
+        if limit is not None and len(keep) >= limit:
+            return keep[:limit]
+        sel = ~inside
+        sel &= alive[ps] & alive[pd]
+        if bool(sel.any()):
+            ls, ld = ps[sel], pd[sel]
+            alive[ld[pair_iou(ls, ld) > thresh]] = False
     return keep
 
 
@@ -281,19 +289,46 @@ def _nms_bev_torch(boxes: Tensor, scores: Tensor, thresh: float, pre_max_size: O
     num = order.numel()
     if num == 0:
         return _empty_keep(boxes)
+    limit = post_max_size if post_max_size is not None and post_max_size >= 0 else None
     with torch.no_grad():
         if thresh < 0:
             # Every IoU is >= 0 > thresh: the top box suppresses all others.
             positions = [0]
         else:
-            sorted_boxes = _xyxyr_to_xywhr(boxes.detach()[order].to(torch.float64))
-            src, dst = _rotated_suppression_pairs(sorted_boxes, thresh)
-            limit = post_max_size if post_max_size is not None and post_max_size >= 0 else None
-            positions = _greedy_keep(num, src.cpu(), dst.cpu(), limit)
+            b = _xyxyr_to_xywhr(boxes.detach()[order].to(device='cpu', dtype=torch.float64))
+            cos, sin = torch.cos(b[:, 4]).abs(), torch.sin(b[:, 4]).abs()
+            half_w, half_h = b[:, 2].abs() / 2, b[:, 3].abs() / 2
+            ext_x = cos * half_w + sin * half_h + 1e-7 * (half_w + half_h) + 1e-12
+            ext_y = sin * half_w + cos * half_h + 1e-7 * (half_w + half_h) + 1e-12
+            lo_x, hi_x = b[:, 0] - ext_x, b[:, 0] + ext_x
+            lo_y, hi_y = b[:, 1] - ext_y, b[:, 1] + ext_y
+            src, dst = _aabb_overlap_pairs(lo_x, hi_x, lo_y, hi_y)
+            # Upper bound: intersection <= min(bounding-box overlap, area1, area2), and the IoU
+            # grows with the intersection. Drop the pairs that cannot exceed ``thresh``.
+            area = (b[:, 2] * b[:, 3]).abs()
+            inter_ub = ((torch.minimum(hi_x[src], hi_x[dst]) - torch.maximum(lo_x[src], lo_x[dst]))
+                        * (torch.minimum(hi_y[src], hi_y[dst]) -
+                           torch.maximum(lo_y[src], lo_y[dst])))
+            inter_ub = torch.minimum(inter_ub, torch.minimum(area[src], area[dst]))
+            bound = inter_ub / (area[src] + area[dst] - inter_ub).clamp(min=1e-300)
+            possible = ~(bound < thresh - 1e-9)
+            src, dst = src[possible], dst[possible]
+            positions = _blocked_greedy(num, src, dst, lambda i, j: _rotated_pair_iou(b[i], b[j]),
+                                        thresh, limit)
         keep = order[torch.tensor(positions, dtype=torch.long, device=order.device)]
     if post_max_size is not None:
         keep = keep[:post_max_size]
     return keep
+
+
+def _aligned_pair_iou(boxes: Tensor, i: Tensor, j: Tensor) -> Tensor:
+    """IoU of axis-aligned boxes ``boxes[i]``, ``boxes[j]`` ([x1, y1, x2, y2]), as mmcv ``nms``."""
+    x1, y1, x2, y2 = boxes.unbind(dim=1)
+    iw = (torch.minimum(x2[i], x2[j]) - torch.maximum(x1[i], x1[j])).clamp(min=0)
+    ih = (torch.minimum(y2[i], y2[j]) - torch.maximum(y1[i], y1[j])).clamp(min=0)
+    inter = iw * ih
+    area = (x2 - x1) * (y2 - y1)
+    return inter / (area[i] + area[j] - inter)
 
 
 def _nms_normal_bev_torch(boxes: Tensor, scores: Tensor, thresh: float) -> Tensor:
@@ -302,9 +337,18 @@ def _nms_normal_bev_torch(boxes: Tensor, scores: Tensor, thresh: float) -> Tenso
     if num == 0:
         return _empty_keep(boxes)
     with torch.no_grad():
-        sorted_boxes = boxes.detach()[order, :4].to(torch.float64)
-        src, dst = _aligned_suppression_pairs(sorted_boxes, thresh)
-        positions = _greedy_keep(num, src.cpu(), dst.cpu())
+        if thresh < 0:
+            # Every IoU of boxes with positive area is >= 0 > thresh.
+            positions = [0]
+        else:
+            b = boxes.detach()[order, :4].to(device='cpu', dtype=torch.float64)
+            # Only overlapping boxes (positive intersection) can have IoU > thresh >= 0.
+            src, dst = _aabb_overlap_pairs(torch.minimum(b[:, 0], b[:, 2]),
+                                           torch.maximum(b[:, 0], b[:, 2]) + 1e-12,
+                                           torch.minimum(b[:, 1], b[:, 3]),
+                                           torch.maximum(b[:, 1], b[:, 3]) + 1e-12)
+            positions = _blocked_greedy(num, src, dst, lambda i, j: _aligned_pair_iou(b, i, j),
+                                        thresh)
         return order[torch.tensor(positions, dtype=torch.long, device=order.device)]
 
 

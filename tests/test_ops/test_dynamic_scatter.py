@@ -190,7 +190,8 @@ def test_real_kitti_point_cloud(reduce_type):
                     [:30000]]
     voxel_size = torch.tensor([0.05, 0.05, 0.1])
     pc_range = torch.tensor([0, -40, -3, 70.4, 40, 1])
-    grid = torch.round((pc_range[3:] - pc_range[:3]) / voxel_size).long()  # (x, y, z) = 1408,1600,40
+    grid = torch.round((pc_range[3:] - pc_range[:3]) / voxel_size).long()
+    assert grid.tolist() == [1408, 1600, 40]  # (x, y, z)
     cxyz = torch.floor((points[:, :3] - pc_range[:3]) / voxel_size).long()
     outside = ((cxyz < 0) | (cxyz >= grid)).any(1)
     coors = cxyz[:, [2, 1, 0]].int()  # mmdet3d order (z, y, x)
@@ -246,11 +247,11 @@ def _mmcv_ops():
 @pytest.mark.skipif(not _mmcv_ops(), reason='mmcv.ops not importable')
 def test_mmcv_interplay(monkeypatch):
     import mmcv.ops.scatter_points as sp
-    assert ds_module._MMCV_DYNAMIC_SCATTER is sp._DynamicScatter.apply
+    assert ds_module._MMCV_DYNAMIC_SCATTER == sp._DynamicScatter.apply  # bound classmethod
     # mmcv's own op has no CPU kernel in 2.1.0.
     feats, coors = _random_inputs(9, num=50)
     with pytest.raises(Exception):
-        sp.dynamic_scatter(feats, coors, 'max')
+        sp._DynamicScatter.apply(feats, coors, 'max')
     # Rebinding mmcv's name (as mmfusion.ops does) makes the DynamicScatter module work on CPU,
     # including its batched (4-column coors) loop.
     monkeypatch.setattr(sp, 'dynamic_scatter', dynamic_scatter)
