@@ -1,23 +1,23 @@
 """Make stock mmcv/mmdet3d modules run on CPU by routing their CUDA-only ops through mmfusion.
 
-mmcv 2.1.0 ships some ops used by stock mmdet3d models with a CUDA kernel only. Rather than
-asking users to replace modules in their configs, ``import mmfusion.det3d`` (the usual
-``custom_imports`` entry) calls :func:`install_cpu_fallbacks`, which rebinds the module-level
-names through which mmcv calls those ops to mmfusion's device-dispatching functions. Each of
-them calls the original mmcv kernel for CUDA tensors and a PyTorch implementation for CPU
-tensors, so behaviour on GPU is unchanged. The complete list is :data:`FALLBACKS`:
+mmcv 2.1.0 ships some ops that stock mmdet3d models call with a CUDA kernel only, mmdet3d's KITTI
+evaluation computes rotated IoU with a numba-CUDA kernel, and spconv's default algorithm needs
+CUDA. Rather than asking users to replace modules in their configs, ``import mmfusion.det3d``
+(the usual ``custom_imports`` entry) calls :func:`install_cpu_fallbacks`, which rebinds the
+module-level names through which the stock code calls those ops to mmfusion's device-dispatching
+functions. Each calls the original kernel for CUDA input and a PyTorch implementation otherwise,
+so behaviour on GPU is the stock one. The complete list (:data:`FALLBACKS`):
 
-=========================================  ==============================================
-rebound name                               replacement (dispatching function)
-=========================================  ==============================================
-``mmcv.ops.scatter_points.dynamic_scatter``  :func:`mmfusion.ops.dynamic_scatter`
-  (called by ``mmcv.ops.DynamicScatter``, hence by mmdet3d's ``DynamicVFE`` and
-  ``DynamicPillarFeatureNet``), and ``mmcv.ops.dynamic_scatter``
-``mmcv.ops.iou3d.nms_bev``, ``mmcv.ops.nms_bev``  :func:`mmfusion.ops.nms_bev`
-``mmcv.ops.iou3d.nms_normal_bev``, ``mmcv.ops.nms_normal_bev``  :func:`mmfusion.ops.nms_normal_bev`
-spconv ``SparseConvolution`` / ``SparseMaxPool`` ``forward``  ``ConvAlgo.Native`` on CPU
-  (:func:`mmfusion.ops.spconv_algo.use_native_spconv_on_cpu`)
-=========================================  ==============================================
+- ``mmcv.ops.scatter_points.dynamic_scatter`` (called by ``mmcv.ops.DynamicScatter``, hence by
+  mmdet3d's ``DynamicVFE`` and ``DynamicPillarFeatureNet``) and ``mmcv.ops.dynamic_scatter``
+  -> :func:`mmfusion.ops.dynamic_scatter`;
+- ``mmcv.ops.iou3d.nms_bev`` / ``nms_normal_bev`` and their ``mmcv.ops`` aliases
+  -> :func:`mmfusion.ops.nms_bev` / :func:`mmfusion.ops.nms_normal_bev`;
+- ``mmdet3d.evaluation.functional.kitti_utils.eval.bev_box_overlap`` / ``d3_box_overlap``
+  (``KittiMetric``) -> :mod:`mmfusion.evaluation.kitti_overlaps`, built on
+  :func:`mmfusion.ops.rotated_overlaps.rotated_overlaps_bev`;
+- the ``forward`` of spconv's ``SparseConvolution`` and ``SparseMaxPool``: ``ConvAlgo.Native``
+  for CPU input (:func:`mmfusion.ops.spconv_algo.use_native_spconv_on_cpu`).
 
 Why NMS is in the list although it does not crash: mmcv 2.1.0's 5-column ``nms_bev`` /
 ``nms_normal_bev`` (and mmdet3d 1.4's copies in ``mmdet3d.models.layers``) call mmcv's
@@ -40,6 +40,10 @@ FALLBACKS = (
     ('mmcv.ops', 'nms_bev', 'mmfusion.ops.nms_bev:nms_bev'),
     ('mmcv.ops.iou3d', 'nms_normal_bev', 'mmfusion.ops.nms_bev:nms_normal_bev'),
     ('mmcv.ops', 'nms_normal_bev', 'mmfusion.ops.nms_bev:nms_normal_bev'),
+    ('mmdet3d.evaluation.functional.kitti_utils.eval', 'bev_box_overlap',
+     'mmfusion.evaluation.kitti_overlaps:bev_box_overlap'),
+    ('mmdet3d.evaluation.functional.kitti_utils.eval', 'd3_box_overlap',
+     'mmfusion.evaluation.kitti_overlaps:d3_box_overlap'),
 )
 
 

@@ -1,0 +1,16 @@
+"""Device-dispatching ops: the CUDA kernel (mmcv, spconv, mamba-ssm) for CUDA tensors when it
+is available, a PyTorch implementation otherwise. One public function per op.
+
+``install_cpu_fallbacks`` (called by ``import mmfusion.det3d``) routes stock mmcv modules through
+these functions; see :mod:`mmfusion.ops.cpu_fallbacks`.
+"""
+from .cpu_fallbacks import install_cpu_fallbacks
+from .dynamic_scatter import dynamic_scatter
+from .nms_bev import nms_bev, nms_normal_bev
+from .selective_scan import selective_scan
+from .spconv_algo import use_native_spconv_on_cpu
+
+__all__ = [
+    'dynamic_scatter', 'nms_bev', 'nms_normal_bev', 'selective_scan', 'install_cpu_fallbacks',
+    'use_native_spconv_on_cpu'
+]

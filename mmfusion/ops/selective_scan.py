@@ -1,0 +1,514 @@
+"""Selective scan, the S6 recurrence of Mamba, with a fast pure-PyTorch path for CPU.
+
+Source: Gu & Dao, "Mamba: Linear-Time Sequence Modeling with Selective State Spaces",
+arXiv 2312.00752, Sec. 3 and Alg. 2. The signature and the semantics are those of
+``selective_scan_fn`` in mamba-ssm (``mamba_ssm.ops.selective_scan_interface``) and of its
+reference ``selective_scan_ref``, restricted to a real-valued ``A``.
+
+Shape shorthand (used in every docstring of this module)
+--------------------------------------------------------
+    B: batch size                  D: number of channels (the model width fed to the scan)
+    L: sequence length             N: state size per channel (``d_state``)
+    G: number of groups sharing one input-dependent B / C; D % G == 0 and channel ``d`` uses
+       group ``d // (D // G)``
+
+Recurrence, for every batch element, channel d and state index n (``delta`` taken after
+``delta_bias`` and the optional softplus)::
+
+    h_t = exp(delta_t * A) * h_{t-1} + delta_t * B_t * u_t          h_{-1} = 0
+    y_t = sum_n C_t[n] * h_t[n]  (+ D * u_t)                        out = y * silu(z)
+
+Dispatch: :func:`selective_scan` hands CUDA tensors to mamba-ssm's ``selective_scan_fn`` when
+that package imports (lazily, at the first CUDA call); everything else, and CUDA without
+mamba-ssm, runs :func:`selective_scan_torch`. :func:`selective_scan_reference` is a plain
+step-by-step loop over L, kept for tests and benchmarks.
+
+Algorithm of :func:`selective_scan_torch`
+-----------------------------------------
+The direct way (mamba-ssm's reference) materialises ``exp(delta * A)`` and ``delta * B * u`` as
+(B, D, L, N) tensors (840 MB each in fp32 for B=2, D=1024, L=6400, N=16) and then walks over L,
+reading one strided (B, D, N) slice of each per step. That is dominated by memory traffic, not
+arithmetic. Here:
+
+1. Time-major layout: every per-step quantity is stored (L, B, ...) so that the state update
+   of one step reads and writes one contiguous (B, D, N) slab.
+2. Blocking over time: ``exp(delta * A)`` and ``delta * B * u`` are built for ``block_len``
+   steps at a time (about 4 MB), scanned with one fused ``addcmul`` per step while they are
+   still in cache, and the block's states are contracted with C by one batched matmul.
+   Nothing of size (B, D, L, N) is ever allocated (outside autograd's saved tensors).
+3. Two-level scan (only when one step's slab B * D * N is small, where the per-op overhead of
+   eager PyTorch would dominate): the sequence is cut into ``num_segments`` equal segments that
+   are scanned simultaneously from a zero state (the segment axis joins the batch axis). A short
+   sequential pass over the segments then gives each segment's true initial state ``h0``
+   (``h0_{k+1} = exp(A * Delta_k) * h0_k + hend_k``, with ``Delta_k`` the sum of delta over
+   segment k and ``hend_k`` its end state from zero), and every output of segment k gets the
+   correction ``sum_n C_t[n] * exp(A[n] * S_t) * h0_k[n]``, where ``S_t`` is the cumulative sum
+   of delta inside the segment up to t.
+
+Why it is exact: the recurrence is linear in h, so the state inside a segment is the state
+started from zero plus the product of the step decays times ``h0``; since A does not depend on
+t, that product ``prod_i exp(delta_i * A)`` equals ``exp(A * S_t)``. No truncation or
+approximation is made; results differ from the step-by-step loop only by fp32 rounding order
+(about 1e-6 relative). Numerics: with Mamba's ``A <= 0`` and ``delta >= 0`` every exponent is
+``<= 0``, so no exponential overflows however large ``delta * |A|`` gets (factors underflow to
+0 exactly as in the loop); no ``exp(+S)`` / ``exp(-S)`` pair is ever formed. Everything runs in
+fp32 (inputs are upcast like the reference does) and the output is cast back to ``u.dtype``.
+
+Gradients flow through plain autograd (no custom backward), so every input that requires grad
+gets one, and the function is traceable (ONNX export unrolls the loops).
+"""
+import functools
+import math
+from typing import Optional, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ['selective_scan', 'selective_scan_torch', 'selective_scan_reference']
+
+# Elements of the (steps, B, D, N) blocks built at a time (2 MB of fp32): cache-resident.
+_BLOCK_ELEMS = 1 << 19
+# Elements of the (steps, B, D) inputs transposed to the scan's layout at a time.
+_CHUNK_ELEMS = 1 << 19
+# Segments are scanned in parallel until one step covers about this many state elements
+# (only worth it for small B * D * N: the correction pass costs about one more block pass).
+_SEGMENTED_STEP_ELEMS = 1 << 12
+# Shortest segment the two-level scan creates (its correction pass costs about one block pass).
+_MIN_SEGMENT_LEN = 32
+
+ScanOutput = Union[Tensor, Tuple[Tensor, Tensor]]
+
+
+def selective_scan(u: Tensor,
+                   delta: Tensor,
+                   A: Tensor,
+                   B: Tensor,
+                   C: Tensor,
+                   D: Optional[Tensor] = None,
+                   z: Optional[Tensor] = None,
+                   delta_bias: Optional[Tensor] = None,
+                   delta_softplus: bool = False,
+                   return_last_state: bool = False) -> ScanOutput:
+    """Selective scan (Mamba S6), dispatching to mamba-ssm's CUDA kernel when possible.
+
+    Args:
+        u (Tensor): Input, (B, D, L).
+        delta (Tensor): Step sizes before bias/softplus, (B, D, L).
+        A (Tensor): Real state matrix (diagonal per channel), (D, N); Mamba uses A < 0.
+        B (Tensor): Input projection: (D, N) time-invariant, (B, N, L), or grouped (B, G, N, L).
+        C (Tensor): Output projection, same layouts as ``B`` (independently of it).
+        D (Tensor, optional): Skip connection weight, (D,).
+        z (Tensor, optional): Gate, (B, D, L); the output is multiplied by ``silu(z)``.
+        delta_bias (Tensor, optional): Added to ``delta`` (before the softplus), (D,).
+        delta_softplus (bool): Apply softplus to ``delta + delta_bias``. Defaults to False.
+        return_last_state (bool): Also return the state after the last step. Defaults to False.
+
+    Returns:
+        Tensor | tuple[Tensor, Tensor]: The output (B, D, L) in ``u.dtype``; with
+        ``return_last_state`` also the last state (B, D, N) in fp32 (as mamba-ssm returns it).
+
+    Raises:
+        ValueError: If a shape is inconsistent (the message names the argument and its shape).
+        NotImplementedError: If ``A`` (or another input) is complex.
+    """
+    _check_inputs(u, delta, A, B, C, D, z, delta_bias)
+    if u.is_cuda:
+        cuda_fn = _load_cuda_selective_scan()
+        if cuda_fn is not None:
+            return cuda_fn(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias,
+                           delta_softplus=delta_softplus, return_last_state=return_last_state)
+    return selective_scan_torch(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                                return_last_state)
+
+
+@functools.lru_cache(maxsize=None)
+def _load_cuda_selective_scan():
+    """mamba-ssm's ``selective_scan_fn``, or None if it cannot be imported (imported once)."""
+    try:
+        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+    except Exception:  # ImportError, or OSError/RuntimeError from its compiled extension
+        return None
+    return selective_scan_fn
+
+
+def selective_scan_torch(u: Tensor,
+                         delta: Tensor,
+                         A: Tensor,
+                         B: Tensor,
+                         C: Tensor,
+                         D: Optional[Tensor] = None,
+                         z: Optional[Tensor] = None,
+                         delta_bias: Optional[Tensor] = None,
+                         delta_softplus: bool = False,
+                         return_last_state: bool = False,
+                         *,
+                         num_segments: Optional[int] = None,
+                         block_len: Optional[int] = None) -> ScanOutput:
+    """Pure-PyTorch selective scan: blocked, optionally two-level (see the module docstring).
+
+    Args:
+        u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state: As in
+            :func:`selective_scan`.
+        num_segments (int, optional): Segments scanned in parallel (two-level scan). Default:
+            chosen from the sizes (1, i.e. a single-level scan, unless B * D * N < 2048).
+        block_len (int, optional): Steps materialised per block. Default: about 2**19
+            elements per block.
+
+    Returns:
+        Tensor | tuple[Tensor, Tensor]: As :func:`selective_scan`.
+
+    Raises:
+        ValueError: If a shape is inconsistent or ``num_segments`` / ``block_len`` < 1.
+        NotImplementedError: If an input is complex.
+    """
+    batch, dim, seqlen, dstate = _check_inputs(u, delta, A, B, C, D, z, delta_bias)
+    for name, value in (('num_segments', num_segments), ('block_len', block_len)):
+        if value is not None and value < 1:
+            raise ValueError(f'{name} must be >= 1, got {value}')
+    step_elems = batch * dim * dstate
+    if num_segments is None:
+        num_segments = max(1, min(_SEGMENTED_STEP_ELEMS // step_elems,
+                                  seqlen // _MIN_SEGMENT_LEN))
+    seg_len = -(-seqlen // min(num_segments, seqlen))
+    num_segments = -(-seqlen // seg_len)  # no segment made only of padding
+    if block_len is None:
+        block_len = max(1, _BLOCK_ELEMS // (step_elems * num_segments))
+    # Chunks: steps whose inputs are transposed to the scan's layout at once (a multiple of
+    # block_len, about _CHUNK_ELEMS elements per (chunk, S * B, D) tensor).
+    chunk_len = block_len * max(1, _CHUNK_ELEMS // (num_segments * batch * dim * block_len))
+    chunks = [slice(t, t + chunk_len) for t in range(0, seg_len, chunk_len)]
+    # Autograd and tracing (ONNX export) get purely functional ops; otherwise buffers are reused.
+    functional = torch.jit.is_tracing() or torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (u, delta, A, B, C, D, z, delta_bias))
+
+    groups = _common_groups(B, C)
+    seq = _Sequence(u, delta, z, D, delta_bias, delta_softplus, num_segments, seg_len, groups)
+    # Channels innermost: one step's state is (S * B, G, N, D // G), contiguous over D // G.
+    A2 = (A.float() * math.log2(math.e)).view(groups, dim // groups, dstate)
+    A2 = A2.transpose(1, 2).contiguous()
+    Bt = _projection_steps(B, num_segments, seg_len, groups)
+    Ct = _projection_steps(C, num_segments, seg_len, groups)
+
+    h = A2.new_zeros((num_segments * batch, ) + A2.shape)
+    # Without autograd every block is built in (and its states overwrite) the same two buffers.
+    workspace = None if functional else A2.new_empty((2, min(block_len, seg_len)) + h.shape)
+    ys, kept = [], []
+    for chunk in chunks:
+        dt, dtu, u_chunk = seq.steps(chunk)
+        y, h = _scan_chunk(dt, dtu, A2, _at(Bt, chunk), _at(Ct, chunk), h, block_len,
+                           workspace)
+        if num_segments == 1:
+            y = seq.output(y, u_chunk, chunk)  # finish the chunk while it is in cache
+        else:
+            kept.append((dt, u_chunk))
+        ys.append(y)
+    if num_segments > 1:
+        ys, h = _join_segments(ys, [dt for dt, _ in kept], h, A2, Ct, chunks, block_len, batch)
+        ys = [seq.output(y, u_chunk, chunk) for y, (_, u_chunk), chunk in zip(ys, kept, chunks)]
+    out = seq.assemble(ys).to(u.dtype)
+    if return_last_state:
+        return out, h.transpose(-1, -2).reshape(batch, dim, dstate)
+    return out
+
+
+def selective_scan_reference(u: Tensor,
+                             delta: Tensor,
+                             A: Tensor,
+                             B: Tensor,
+                             C: Tensor,
+                             D: Optional[Tensor] = None,
+                             z: Optional[Tensor] = None,
+                             delta_bias: Optional[Tensor] = None,
+                             delta_softplus: bool = False,
+                             return_last_state: bool = False) -> ScanOutput:
+    """Step-by-step selective scan: the plain loop over L, for tests and benchmarks.
+
+    Same structure as mamba-ssm's ``selective_scan_ref``: discretise every step at once into
+    (B, D, L, N) tensors ``exp(delta * A)`` and ``delta * B * u``, then update the state one
+    step at a time and contract it with C. Arguments, returns and errors as
+    :func:`selective_scan`.
+    """
+    batch, dim, seqlen, dstate = _check_inputs(u, delta, A, B, C, D, z, delta_bias)
+    dtype_in = u.dtype
+    u = u.float()
+    delta = delta.float()
+    if delta_bias is not None:
+        delta = delta + delta_bias.float()[:, None]
+    if delta_softplus:
+        delta = F.softplus(delta)
+    A = A.float()
+    B = _per_channel(B.float(), dim)  # (D, N) or (B, D or 1, N, L)
+    C = _per_channel(C.float(), dim)
+
+    delta_a = torch.exp(delta[..., None] * A[:, None, :])  # (B, D, L, N)
+    b_steps = B[:, None, :] if B.dim() == 2 else B.transpose(-1, -2)
+    delta_b_u = (delta * u)[..., None] * b_steps  # (B, D, L, N)
+    # unbind: per-step views whose backward is one stack (indexing [:, :, t] would give every
+    # step a full-size zero gradient in backward).
+    c_steps = [C] * seqlen if C.dim() == 2 else C.unbind(-1)
+    h = u.new_zeros(batch, dim, dstate)
+    ys = []
+    for a_t, bu_t, c_t in zip(delta_a.unbind(2), delta_b_u.unbind(2), c_steps):
+        h = a_t * h + bu_t
+        ys.append((h * c_t).sum(-1))
+    y = torch.stack(ys, dim=-1)
+    if D is not None:
+        y = y + u * D.float()[:, None]
+    if z is not None:
+        y = y * F.silu(z.float())
+    out = y.to(dtype_in)
+    return (out, h) if return_last_state else out
+
+
+def _per_channel(P: Tensor, dim: int) -> Tensor:
+    """B or C as (D, N) or (B, D or 1, N, L): groups repeated to their channels."""
+    if P.dim() == 3:
+        return P[:, None]
+    if P.dim() == 4:
+        return P.repeat_interleave(dim // P.shape[1], dim=1)
+    return P
+
+
+def _check_inputs(u, delta, A, B, C, D, z, delta_bias) -> Tuple[int, int, int, int]:
+    """Validate the shapes; return (B, D, L, N)."""
+    args = dict(u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias)
+    for name, t in args.items():
+        if t is not None and t.is_complex():
+            raise NotImplementedError(
+                f'selective_scan supports real-valued inputs only, but {name} is {t.dtype} '
+                '(complex A / B / C of mamba-ssm are not implemented)')
+    if u.dim() != 3 or u.numel() == 0:
+        raise ValueError(f'u must be a non-empty (B, D, L) tensor, got shape {tuple(u.shape)}')
+    batch, dim, seqlen = u.shape
+    _expect_shape('delta', delta, (batch, dim, seqlen), '(B, D, L)')
+    if A.dim() != 2 or A.shape[0] != dim or A.shape[1] == 0:
+        raise ValueError(f'A must be (D, N) with D={dim} and N >= 1, got shape '
+                         f'{tuple(A.shape)}')
+    dstate = A.shape[1]
+    for name, P in (('B', B), ('C', C)):
+        shape = tuple(P.shape)
+        if P.dim() == 4:
+            ok = (shape[0] == batch and shape[2:] == (dstate, seqlen) and shape[1] >= 1
+                  and dim % shape[1] == 0)
+        else:
+            ok = shape in ((dim, dstate), (batch, dstate, seqlen))
+        if not ok:
+            raise ValueError(
+                f'{name} must be (D, N)=({dim}, {dstate}), (B, N, L)=({batch}, {dstate}, '
+                f'{seqlen}) or (B, G, N, L) with D % G == 0, got shape {shape}')
+    if D is not None:
+        _expect_shape('D', D, (dim,), '(D,)')
+    if z is not None:
+        _expect_shape('z', z, (batch, dim, seqlen), '(B, D, L)')
+    if delta_bias is not None:
+        _expect_shape('delta_bias', delta_bias, (dim,), '(D,)')
+    return batch, dim, seqlen, dstate
+
+
+def _expect_shape(name: str, t: Tensor, shape: Tuple[int, ...], spec: str) -> None:
+    if tuple(t.shape) != shape:
+        raise ValueError(f'{name} must be {spec}={shape}, got shape {tuple(t.shape)}')
+
+
+def _common_groups(B: Tensor, C: Tensor) -> int:
+    """Groups G of the scan's channel layout: lcm of the group counts of B and C (1 if none)."""
+    counts = [P.shape[1] if P.dim() == 4 else 1 for P in (B, C) if P.dim() >= 3]
+    return math.lcm(*counts) if counts else 1
+
+
+class _Sequence:
+    """The (B, D, L) inputs cut into S segments of ``seg_len`` steps, served (and the outputs
+    finished) one block of steps at a time in the scan's layout (T, S * B, G, D // G).
+
+    Step ``t`` of segment ``k`` is position ``k * seg_len + t``; L is zero-padded to
+    ``S * seg_len`` and delta is 0 on the padding (padded steps leave the state unchanged).
+    Elementwise work is done after the transposition to the scan's layout, where the innermost
+    axis is the channels: unit-stride and long, so torch vectorises it well.
+    """
+
+    def __init__(self, u, delta, z, D, delta_bias, delta_softplus, num_segments, seg_len,
+                 groups):
+        self.seqlen = u.shape[-1]
+        self.groups = groups
+        self.u, self.delta, self.z = (None if x is None else _segmented(x, num_segments, seg_len)
+                                      for x in (u, delta, z))
+        self.delta_bias, self.skip = (None if x is None else x.float().view(groups, -1)
+                                      for x in (delta_bias, D))
+        self.softplus = delta_softplus
+
+    def steps(self, blk: slice) -> Tuple[Tensor, Tensor, Tensor]:
+        """delta (after bias and softplus), delta * u and u for the steps ``blk``: (T, S * B,
+        G, D // G) each, fp32."""
+        delta = self._scan_layout(self.delta[..., blk])
+        u = self._scan_layout(self.u[..., blk])
+        if self.delta_bias is not None:
+            delta = delta + self.delta_bias
+        if self.softplus:
+            delta = F.softplus(delta)
+        num_segments, seg_len = self.delta.shape[2:]
+        if num_segments * seg_len != self.seqlen:  # delta = 0 on the padding
+            steps = torch.arange(blk.start, blk.start + delta.shape[0], device=delta.device)
+            position = steps[:, None] + seg_len * torch.arange(num_segments, device=delta.device)
+            padding = (position >= self.seqlen).repeat_interleave(delta.shape[1] // num_segments,
+                                                                  dim=1)
+            delta = delta.masked_fill(padding[..., None, None], 0.0)
+        return delta, delta * u, u
+
+    def output(self, y: Tensor, u: Tensor, blk: slice) -> Tensor:
+        """Skip connection and gate for the steps ``blk``: y and u (T, S * B, G, D // G) ->
+        (B, D, S, T), fp32."""
+        if self.skip is not None:
+            y = torch.addcmul(y, u, self.skip)
+        if self.z is not None:
+            y = y * F.silu(self._scan_layout(self.z[..., blk]))
+        batch, dim, num_segments = self.u.shape[:3]
+        return y.reshape(y.shape[0], num_segments, batch, dim).permute(2, 3, 1, 0)
+
+    def assemble(self, pieces) -> Tensor:
+        """The outputs of all blocks, (B, D, S, T) each, as one contiguous (B, D, L)."""
+        out = torch.cat(pieces, dim=-1)
+        out = out.view(out.shape[0], out.shape[1], -1)
+        return out if out.shape[-1] == self.seqlen else out[..., :self.seqlen].contiguous()
+
+    def _scan_layout(self, x: Tensor) -> Tensor:
+        """(B, D, S, T) -> contiguous fp32 (T, S * B, G, D // G) (a transposing copy)."""
+        batch, dim, num_segments, steps = x.shape
+        x = x.permute(3, 2, 0, 1).reshape(steps, num_segments * batch, self.groups, -1)
+        return x.contiguous().float()
+
+
+def _segmented(x: Tensor, num_segments: int, seg_len: int) -> Tensor:
+    """(B, D, L) -> (B, D, S, seg_len), zero-padded at the end of L."""
+    if num_segments * seg_len != x.shape[-1]:
+        x = F.pad(x, (0, num_segments * seg_len - x.shape[-1]))
+    return x.view(*x.shape[:2], num_segments, seg_len)
+
+
+def _projection_steps(P: Tensor, num_segments: int, seg_len: int, groups: int) -> Tensor:
+    """B or C as (G, N, D // G) if time-invariant, else (seg_len, S * B, G, N) (time-major)."""
+    P = P.float()
+    if P.dim() == 2:
+        return P.view(groups, -1, P.shape[1]).transpose(1, 2).contiguous()
+    if P.dim() == 3:
+        P = P[:, None]
+    if P.shape[1] != groups:
+        P = P.repeat_interleave(groups // P.shape[1], dim=1)
+    P = _segmented(P.flatten(1, 2), num_segments, seg_len)  # (B, G * N, S, seg_len)
+    batch, _, _, steps = P.shape
+    P = P.view(batch, groups, -1, num_segments, steps).permute(4, 3, 0, 1, 2)
+    return P.reshape(steps, num_segments * batch, groups, -1).contiguous()
+
+
+def _at(P: Tensor, blk: slice) -> Tensor:
+    """The steps ``blk`` of a time-major projection (a time-invariant one is returned as is)."""
+    return P if P.dim() == 3 else P[blk]
+
+
+def _decay(dt: Tensor, A2: Tensor, out: Optional[Tensor] = None) -> Tensor:
+    """exp(delta * A), (..., G, N, D // G), computed as exp2(delta * A * log2(e)).
+
+    Args:
+        dt (Tensor): delta, (..., G, D // G).
+        A2 (Tensor): A * log2(e), (G, N, D // G).
+        out (Tensor, optional): Where to write it.
+
+    exp2 is the same function, but torch's CPU kernel for it is several times faster than exp.
+    """
+    return torch.mul(dt.unsqueeze(-2), A2, out=out).exp2_()
+
+
+def _contract(states: Tensor, C: Tensor) -> Tensor:
+    """sum_n C[n] * states[..., n, :]: (T, B', G, N, D // G) -> (T, B', G, D // G).
+
+    ``C`` is (T, B', G, N) (time-varying) or (G, N, D // G) (time-invariant).
+    """
+    if C.dim() == 3:
+        return (states * C).sum(-2)
+    return torch.matmul(C.unsqueeze(-2), states).squeeze(-2)
+
+
+def _scan_chunk(dt: Tensor, dtu: Tensor, A2: Tensor, B: Tensor, C: Tensor, h: Tensor,
+                block_len: int, workspace: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+    """:func:`_scan_block` over a chunk of steps, ``block_len`` steps at a time."""
+    ys = []
+    for start in range(0, dt.shape[0], block_len):
+        blk = slice(start, start + block_len)
+        y, h = _scan_block(dt[blk], dtu[blk], A2, _at(B, blk), _at(C, blk), h, workspace)
+        ys.append(y)
+    return (torch.cat(ys) if len(ys) > 1 else ys[0]), h
+
+
+def _scan_block(dt: Tensor, dtu: Tensor, A2: Tensor, B: Tensor, C: Tensor, h: Tensor,
+                workspace: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+    """Advance the state over one block of T steps, step by step.
+
+    Args:
+        dt, dtu (Tensor): delta and delta * u, (T, B', G, D // G).
+        A2 (Tensor): A * log2(e), (G, N, D // G).
+        B, C (Tensor): This block's projections, (T, B', G, N) or time-invariant (G, N, D // G).
+        h (Tensor): State before the block, (B', G, N, D // G).
+        workspace (Tensor, optional): Two buffers, (2, >= T, B', G, N, D // G), to build the
+            block in without allocating; the states then overwrite the drive. No autograd.
+
+    Returns:
+        tuple[Tensor, Tensor]: Outputs (T, B', G, D // G) and the state after the block.
+    """
+    steps = dt.shape[0]
+    decay_out, drive_out = (None, None) if workspace is None else workspace[:, :steps]
+    decay = _decay(dt, A2, out=decay_out)  # exp(delta * A)
+    B = B if B.dim() == 3 else B.unsqueeze(-1)
+    drive = torch.mul(dtu.unsqueeze(-2), B, out=drive_out)  # delta * B * u
+    if workspace is not None:
+        for t in range(steps):
+            h = drive[t].addcmul_(decay[t], h)
+        return _contract(drive, C), h.clone()  # the clone outlives the workspace's reuse
+    per_step = []
+    for decay_t, drive_t in zip(decay.unbind(0), drive.unbind(0)):
+        h = torch.addcmul(drive_t, decay_t, h)
+        per_step.append(h)
+    return _contract(torch.stack(per_step), C), h
+
+
+def _join_segments(ys, dts, h_end: Tensor, A2: Tensor, Ct: Tensor, chunks, block_len: int,
+                   batch: int):
+    """Second level of the scan: carry each segment's true initial state into its outputs.
+
+    Args:
+        ys (list[Tensor]): Per chunk, the outputs of the segments scanned from a zero state,
+            (T, S * B, G, D // G).
+        dts (list[Tensor]): Per chunk, delta in the same layout.
+        h_end (Tensor): End states of the segments scanned from zero, (S * B, G, N, D // G).
+        A2 (Tensor): A * log2(e), (G, N, D // G).
+        Ct (Tensor): C, see :func:`_projection_steps`.
+        chunks (list[slice]): The steps of each chunk.
+        block_len (int): Steps whose corrections are materialised at once.
+        batch (int): B.
+
+    Returns:
+        tuple[list[Tensor], Tensor]: The exact outputs per chunk, and the last state (B, G, N,
+        D // G).
+    """
+    num_segments = h_end.shape[0] // batch
+    seg_decay = _decay(sum(dt.sum(0) for dt in dts), A2)  # decay over each whole segment
+    h_end = h_end.view(num_segments, batch, *h_end.shape[1:])
+    seg_decay = seg_decay.view_as(h_end)
+    h0 = [torch.zeros_like(h_end[0])]
+    for k in range(num_segments):  # h0[k]: true state entering segment k; h0[S]: last state
+        h0.append(torch.addcmul(h_end[k], seg_decay[k], h0[-1]))
+    carried_in = torch.stack(h0[1:-1]).flatten(0, 1)  # segments 1 .. S-1, ((S-1) * B, ...)
+
+    later = slice(batch, None)  # segment 0 starts from zero and needs no correction
+    Ct = Ct if Ct.dim() == 3 else Ct[:, later]
+    elapsed = torch.zeros_like(dts[0][0, later])  # delta summed since the segment start
+    exact = []
+    for y, dt, chunk in zip(ys, dts, chunks):
+        fixes = []
+        for start in range(0, dt.shape[0], block_len):
+            blk = slice(start, start + block_len)
+            cum = dt[blk, later].cumsum(0) + elapsed
+            elapsed = cum[-1]
+            C = _at(_at(Ct, chunk), blk)
+            fixes.append(_contract(_decay(cum, A2) * carried_in, C))
+        exact.append(torch.cat([y[:, :batch], y[:, later] + torch.cat(fixes)], dim=1))
+    return exact, h0[-1]
