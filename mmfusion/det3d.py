@@ -1,9 +1,13 @@
 """Entry point for mmdet3d configs: ``custom_imports = dict(imports=['mmfusion.det3d'])``.
 
-Importing it registers mmfusion's LiDAR+camera modules into ``mmdet3d.registry`` and installs
-the CPU fallbacks of :mod:`mmfusion.ops.cpu_fallbacks`, so that stock mmdet3d configs whose
-modules call CUDA-only mmcv ops train and infer on CPU.
+Importing it registers mmfusion's LiDAR+camera modules into ``mmdet3d.registry``, installs the
+CPU fallbacks of :mod:`mmfusion.ops.cpu_fallbacks`, so that stock mmdet3d configs whose modules
+call CUDA-only kernels train, infer and evaluate on CPU, and applies the two compatibility fixes
+of :mod:`mmfusion.utils.compat` (checkpoint loading under torch>=2.6, ``np.long``).
 """
 from mmfusion.ops.cpu_fallbacks import install_cpu_fallbacks
+from mmfusion.utils.compat import restore_mmengine_checkpoint_loading, restore_numpy_long
 
 CPU_FALLBACKS = install_cpu_fallbacks()
+restore_mmengine_checkpoint_loading()
+restore_numpy_long()

@@ -25,37 +25,46 @@ step-by-step loop over L, kept for tests and benchmarks.
 
 Algorithm of :func:`selective_scan_torch`
 -----------------------------------------
-The direct way (mamba-ssm's reference) materialises ``exp(delta * A)`` and ``delta * B * u`` as
-(B, D, L, N) tensors (840 MB each in fp32 for B=2, D=1024, L=6400, N=16) and then walks over L,
-reading one strided (B, D, N) slice of each per step. That is dominated by memory traffic, not
-arithmetic. Here:
+The direct way (mamba-ssm's reference, and :func:`selective_scan_reference`) materialises
+``exp(delta * A)`` and ``delta * B * u`` as (B, D, L, N) tensors (840 MB each in fp32 for B=2,
+D=1024, L=6400, N=16) and then walks over L, reading a strided (B, D, N) slice of each per step:
+its cost is memory traffic (and page faults), not arithmetic. Here the same recurrence is
+evaluated step by step too, but:
 
-1. Time-major layout: every per-step quantity is stored (L, B, ...) so that the state update
-   of one step reads and writes one contiguous (B, D, N) slab.
-2. Blocking over time: ``exp(delta * A)`` and ``delta * B * u`` are built for ``block_len``
-   steps at a time (about 4 MB), scanned with one fused ``addcmul`` per step while they are
-   still in cache, and the block's states are contracted with C by one batched matmul.
-   Nothing of size (B, D, L, N) is ever allocated (outside autograd's saved tensors).
-3. Two-level scan (only when one step's slab B * D * N is small, where the per-op overhead of
-   eager PyTorch would dominate): the sequence is cut into ``num_segments`` equal segments that
-   are scanned simultaneously from a zero state (the segment axis joins the batch axis). A short
-   sequential pass over the segments then gives each segment's true initial state ``h0``
-   (``h0_{k+1} = exp(A * Delta_k) * h0_k + hend_k``, with ``Delta_k`` the sum of delta over
-   segment k and ``hend_k`` its end state from zero), and every output of segment k gets the
-   correction ``sum_n C_t[n] * exp(A[n] * S_t) * h0_k[n]``, where ``S_t`` is the cumulative sum
-   of delta inside the segment up to t.
+1. Layout: delta and u are transposed once to time-major (L, B, D) (a 2-D transpose, which
+   torch runs as a cache-blocked copy), and one step's state is a contiguous (B, G, N, D // G)
+   slab with the channels innermost, so every elementwise op runs unit-stride over D // G.
+2. Blocking: ``exp(delta * A)`` and ``delta * B * u`` are built for ``block_len`` steps at a
+   time (about 2 MB, so they stay in cache), the block is scanned with one ``addcmul`` per step
+   (``h_t = a_t * h_{t-1} + b_t``) and its states are contracted with C by one batched matmul.
+   Nothing of size (B, D, L, N) is ever allocated (except by autograd, which saves the
+   per-step tensors). Without autograd the block buffers are reused and the states overwrite
+   them in place; with autograd (or under ``torch.jit.trace``) only functional ops are used.
+3. ``exp(x)`` is computed as ``exp2(x * log2(e))`` with ``log2(e)`` folded into A: the same
+   function, but torch's CPU exp2 kernel is several times faster than its exp.
+4. Two-level scan, only where one step's state (B * D * N elements) is so small that eager
+   PyTorch's per-op overhead would dominate each step: the sequence is cut into
+   ``num_segments`` equal segments, scanned simultaneously from a zero state (the segment axis
+   joins the batch axis). A short sequential pass over the segments gives each segment's true
+   initial state ``h0`` (``h0_{k+1} = exp(A * Delta_k) * h0_k + hend_k``, ``Delta_k`` the sum
+   of delta over segment k and ``hend_k`` its end state from zero), and every output of segment
+   k gets the correction ``sum_n C_t[n] * exp(A[n] * S_t) * h0_k[n]``, ``S_t`` the cumulative
+   sum of delta inside the segment up to step t.
 
-Why it is exact: the recurrence is linear in h, so the state inside a segment is the state
-started from zero plus the product of the step decays times ``h0``; since A does not depend on
-t, that product ``prod_i exp(delta_i * A)`` equals ``exp(A * S_t)``. No truncation or
-approximation is made; results differ from the step-by-step loop only by fp32 rounding order
-(about 1e-6 relative). Numerics: with Mamba's ``A <= 0`` and ``delta >= 0`` every exponent is
-``<= 0``, so no exponential overflows however large ``delta * |A|`` gets (factors underflow to
-0 exactly as in the loop); no ``exp(+S)`` / ``exp(-S)`` pair is ever formed. Everything runs in
-fp32 (inputs are upcast like the reference does) and the output is cast back to ``u.dtype``.
+Why it is exact: steps 1-3 evaluate the reference's recurrence operation for operation (in
+another memory order), and the two-level form is an identity: the recurrence is linear in h,
+so a segment's state is its state started from zero plus the product of its step decays times
+``h0``, and because A does not depend on t that product ``prod_i exp(delta_i * A)`` equals
+``exp(A * S_t)``. Nothing is truncated or approximated; results differ from the step-by-step
+loop by fp32 rounding only (about 1e-6 relative in the tests). Numerics: with Mamba's
+``A <= 0`` and ``delta >= 0`` every exponent is ``<= 0``, so no exponential overflows however
+large ``delta * |A|`` gets (factors underflow to 0 as in the loop), and no ``exp(+S)`` /
+``exp(-S)`` pair is ever formed. All arithmetic is fp32 (inputs are upcast, as the reference
+does) and the output is cast back to ``u.dtype``.
 
-Gradients flow through plain autograd (no custom backward), so every input that requires grad
-gets one, and the function is traceable (ONNX export unrolls the loops).
+Gradients flow through plain autograd (no custom backward): every input that requires grad
+gets one. Measured speed-ups over the step-by-step loop: see
+``tools/analysis_tools/benchmark_selective_scan.py``.
 """
 import functools
 import math
@@ -71,10 +80,12 @@ __all__ = ['selective_scan', 'selective_scan_torch', 'selective_scan_reference']
 _BLOCK_ELEMS = 1 << 19
 # Elements of the (steps, B, D) inputs transposed to the scan's layout at a time.
 _CHUNK_ELEMS = 1 << 19
-# Segments are scanned in parallel until one step covers about this many state elements
-# (only worth it for small B * D * N: the correction pass costs about one more block pass).
-_SEGMENTED_STEP_ELEMS = 1 << 12
-# Shortest segment the two-level scan creates (its correction pass costs about one block pass).
+# Two-level scan only when one step's state (B * D * N elements) is at most this small: then
+# eager PyTorch's per-op overhead dominates a step, which outweighs the correction pass. The
+# segment count makes a step cover about _SEGMENTED_STEP_ELEMS elements, with segments of at
+# least _MIN_SEGMENT_LEN steps.
+_SEGMENT_MAX_STEP_ELEMS = 1 << 10
+_SEGMENTED_STEP_ELEMS = 1 << 13
 _MIN_SEGMENT_LEN = 32
 
 ScanOutput = Union[Tensor, Tuple[Tensor, Tensor]]
@@ -151,7 +162,7 @@ def selective_scan_torch(u: Tensor,
         u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state: As in
             :func:`selective_scan`.
         num_segments (int, optional): Segments scanned in parallel (two-level scan). Default:
-            chosen from the sizes (1, i.e. a single-level scan, unless B * D * N < 2048).
+            chosen from the sizes (1, i.e. a single-level scan, unless B * D * N <= 1024).
         block_len (int, optional): Steps materialised per block. Default: about 2**19
             elements per block.
 
@@ -163,53 +174,93 @@ def selective_scan_torch(u: Tensor,
         NotImplementedError: If an input is complex.
     """
     batch, dim, seqlen, dstate = _check_inputs(u, delta, A, B, C, D, z, delta_bias)
-    for name, value in (('num_segments', num_segments), ('block_len', block_len)):
-        if value is not None and value < 1:
-            raise ValueError(f'{name} must be >= 1, got {value}')
-    step_elems = batch * dim * dstate
-    if num_segments is None:
-        num_segments = max(1, min(_SEGMENTED_STEP_ELEMS // step_elems,
-                                  seqlen // _MIN_SEGMENT_LEN))
-    seg_len = -(-seqlen // min(num_segments, seqlen))
-    num_segments = -(-seqlen // seg_len)  # no segment made only of padding
-    if block_len is None:
-        block_len = max(1, _BLOCK_ELEMS // (step_elems * num_segments))
-    # Chunks: steps whose inputs are transposed to the scan's layout at once (a multiple of
-    # block_len, about _CHUNK_ELEMS elements per (chunk, S * B, D) tensor).
-    chunk_len = block_len * max(1, _CHUNK_ELEMS // (num_segments * batch * dim * block_len))
-    chunks = [slice(t, t + chunk_len) for t in range(0, seg_len, chunk_len)]
+    num_segments, seg_len, block_len, chunk_len = _plan(batch, dim, seqlen, dstate, num_segments,
+                                                        block_len)
     # Autograd and tracing (ONNX export) get purely functional ops; otherwise buffers are reused.
     functional = torch.jit.is_tracing() or torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (u, delta, A, B, C, D, z, delta_bias))
 
     groups = _common_groups(B, C)
-    seq = _Sequence(u, delta, z, D, delta_bias, delta_softplus, num_segments, seg_len, groups)
-    # Channels innermost: one step's state is (S * B, G, N, D // G), contiguous over D // G.
+    rows = num_segments * batch  # B' in the helpers: every (segment, batch element) pair
+    # Channels innermost: one step's state is (B', G, N, D // G), contiguous over D // G.
     A2 = (A.float() * math.log2(math.e)).view(groups, dim // groups, dstate)
     A2 = A2.transpose(1, 2).contiguous()
     Bt = _projection_steps(B, num_segments, seg_len, groups)
     Ct = _projection_steps(C, num_segments, seg_len, groups)
+    delta_steps = _time_major(delta, num_segments, seg_len)  # (seg_len, B', D)
+    u_steps = _time_major(u, num_segments, seg_len)
+    padding = _padding(seqlen, num_segments, seg_len, batch, u.device)
 
-    h = A2.new_zeros((num_segments * batch, ) + A2.shape)
-    # Without autograd every block is built in (and its states overwrite) the same two buffers.
-    workspace = None if functional else A2.new_empty((2, min(block_len, seg_len)) + h.shape)
-    ys, kept = [], []
-    for chunk in chunks:
-        dt, dtu, u_chunk = seq.steps(chunk)
-        y, h = _scan_chunk(dt, dtu, A2, _at(Bt, chunk), _at(Ct, chunk), h, block_len,
-                           workspace)
+    h = A2.new_zeros((rows, ) + A2.shape)
+    workspace = y_steps = None
+    if not functional:  # every block is built in (and its states overwrite) the same buffers
+        workspace = A2.new_empty((2, min(block_len, seg_len)) + h.shape)
         if num_segments == 1:
-            y = seq.output(y, u_chunk, chunk)  # finish the chunk while it is in cache
-        else:
-            kept.append((dt, u_chunk))
+            y_steps = A2.new_empty((seg_len, rows, groups, dim // groups))
+    ys, dts = [], []
+    for start in range(0, seg_len, chunk_len):
+        chunk = slice(start, start + chunk_len)
+        dt = _chunk_delta(delta_steps[chunk], delta_bias, delta_softplus,
+                          None if padding is None else padding[chunk])
+        dt = dt.view(dt.shape[0], rows, groups, dim // groups)
+        dtu = dt * u_steps[chunk].float().view_as(dt)
+        y, h = _scan_chunk(dt, dtu, A2, _at(Bt, chunk), _at(Ct, chunk), h, block_len,
+                           workspace, None if y_steps is None else y_steps[chunk])
         ys.append(y)
+        dts.append(dt if num_segments > 1 else None)
     if num_segments > 1:
-        ys, h = _join_segments(ys, [dt for dt, _ in kept], h, A2, Ct, chunks, block_len, batch)
-        ys = [seq.output(y, u_chunk, chunk) for y, (_, u_chunk), chunk in zip(ys, kept, chunks)]
-    out = seq.assemble(ys).to(u.dtype)
+        ys, h = _join_segments(ys, dts, h, A2, Ct, chunk_len, block_len, batch)
+
+    out = _batch_major(torch.cat(ys) if y_steps is None else y_steps, batch, seqlen)
+    out = _skip_and_gate(out, u, D, z, inplace=not functional).to(u.dtype)
     if return_last_state:
         return out, h.transpose(-1, -2).reshape(batch, dim, dstate)
     return out
+
+
+def _plan(batch: int, dim: int, seqlen: int, dstate: int, num_segments: Optional[int],
+          block_len: Optional[int]) -> Tuple[int, int, int, int]:
+    """Segments, their length, block and chunk lengths (in steps) for the given sizes."""
+    for name, value in (('num_segments', num_segments), ('block_len', block_len)):
+        if value is not None and value < 1:
+            raise ValueError(f'{name} must be >= 1, got {value}')
+    step_elems = batch * dim * dstate
+    if num_segments is None:
+        num_segments = 1
+        if step_elems <= _SEGMENT_MAX_STEP_ELEMS:
+            num_segments = max(1, min(_SEGMENTED_STEP_ELEMS // step_elems,
+                                      seqlen // _MIN_SEGMENT_LEN))
+    seg_len = -(-seqlen // min(num_segments, seqlen))
+    num_segments = -(-seqlen // seg_len)  # no segment made only of padding
+    if block_len is None:
+        block_len = max(1, _BLOCK_ELEMS // (step_elems * num_segments))
+    # Chunks: the steps converted (bias, softplus, delta * u) at once; whole blocks.
+    chunk_len = block_len * max(1, _CHUNK_ELEMS // (num_segments * batch * dim * block_len))
+    return num_segments, seg_len, block_len, chunk_len
+
+
+def _chunk_delta(delta: Tensor, delta_bias: Optional[Tensor], delta_softplus: bool,
+                 padding: Optional[Tensor]) -> Tensor:
+    """fp32 delta of a chunk, (T, B', D), after bias and softplus; 0 on the padding (where a
+    step then leaves the state unchanged)."""
+    delta = delta.float()
+    if delta_bias is not None:
+        delta = delta + delta_bias.float()
+    if delta_softplus:
+        delta = F.softplus(delta)
+    return delta if padding is None else delta.masked_fill(padding, 0.0)
+
+
+def _skip_and_gate(y: Tensor, u: Tensor, D: Optional[Tensor], z: Optional[Tensor],
+                   inplace: bool) -> Tensor:
+    """(y + D * u) * silu(z), (B, D, L) in fp32; ``inplace`` updates ``y`` (no autograd)."""
+    if D is not None:
+        skip = D.float()[:, None]
+        y = y.addcmul_(u, skip) if inplace else torch.addcmul(y, u, skip)
+    if z is not None:
+        gate = F.silu(z.float())
+        y = y.mul_(gate) if inplace else y * gate
+    return y
 
 
 def selective_scan_reference(u: Tensor,
@@ -317,65 +368,43 @@ def _common_groups(B: Tensor, C: Tensor) -> int:
     return math.lcm(*counts) if counts else 1
 
 
-class _Sequence:
-    """The (B, D, L) inputs cut into S segments of ``seg_len`` steps, served (and the outputs
-    finished) one block of steps at a time in the scan's layout (T, S * B, G, D // G).
+def _time_major(x: Tensor, num_segments: int, seg_len: int) -> Tensor:
+    """(B, D, L) -> (seg_len, S * B, D), row ``t`` holding step ``t`` of every segment (position
+    ``k * seg_len + t`` of segment ``k``); L is zero-padded to S * seg_len.
 
-    Step ``t`` of segment ``k`` is position ``k * seg_len + t``; L is zero-padded to
-    ``S * seg_len`` and delta is 0 on the padding (padded steps leave the state unchanged).
-    Elementwise work is done after the transposition to the scan's layout, where the innermost
-    axis is the channels: unit-stride and long, so torch vectorises it well.
+    One 2-D transpose, which torch runs as a cache-blocked copy (a 3-D permute is much slower).
     """
+    batch, dim, seqlen = x.shape
+    if num_segments * seg_len != seqlen:
+        x = F.pad(x, (0, num_segments * seg_len - seqlen))
+    x = x.reshape(batch * dim, -1).t().contiguous()  # (S * seg_len, B * D)
+    if num_segments == 1:
+        return x.view(seg_len, batch, dim)
+    x = x.view(num_segments, seg_len, batch, dim).transpose(0, 1)
+    return x.reshape(seg_len, num_segments * batch, dim)
 
-    def __init__(self, u, delta, z, D, delta_bias, delta_softplus, num_segments, seg_len,
-                 groups):
-        self.seqlen = u.shape[-1]
-        self.groups = groups
-        self.u, self.delta, self.z = (None if x is None else _segmented(x, num_segments, seg_len)
-                                      for x in (u, delta, z))
-        self.delta_bias, self.skip = (None if x is None else x.float().view(groups, -1)
-                                      for x in (delta_bias, D))
-        self.softplus = delta_softplus
 
-    def steps(self, blk: slice) -> Tuple[Tensor, Tensor, Tensor]:
-        """delta (after bias and softplus), delta * u and u for the steps ``blk``: (T, S * B,
-        G, D // G) each, fp32."""
-        delta = self._scan_layout(self.delta[..., blk])
-        u = self._scan_layout(self.u[..., blk])
-        if self.delta_bias is not None:
-            delta = delta + self.delta_bias
-        if self.softplus:
-            delta = F.softplus(delta)
-        num_segments, seg_len = self.delta.shape[2:]
-        if num_segments * seg_len != self.seqlen:  # delta = 0 on the padding
-            steps = torch.arange(blk.start, blk.start + delta.shape[0], device=delta.device)
-            position = steps[:, None] + seg_len * torch.arange(num_segments, device=delta.device)
-            padding = (position >= self.seqlen).repeat_interleave(delta.shape[1] // num_segments,
-                                                                  dim=1)
-            delta = delta.masked_fill(padding[..., None, None], 0.0)
-        return delta, delta * u, u
+def _batch_major(y: Tensor, batch: int, seqlen: int) -> Tensor:
+    """Inverse of :func:`_time_major` without the padding: (seg_len, S * B, ...) -> a new
+    contiguous (B, D, L)."""
+    seg_len, rows = y.shape[:2]
+    num_segments = rows // batch
+    y = y.reshape(seg_len, num_segments, batch, -1)
+    if num_segments > 1:
+        y = y.transpose(0, 1)
+    y = y.reshape(num_segments * seg_len, -1)[:seqlen]  # (L, B * D)
+    return y.t().contiguous().view(batch, -1, seqlen)
 
-    def output(self, y: Tensor, u: Tensor, blk: slice) -> Tensor:
-        """Skip connection and gate for the steps ``blk``: y and u (T, S * B, G, D // G) ->
-        (B, D, S, T), fp32."""
-        if self.skip is not None:
-            y = torch.addcmul(y, u, self.skip)
-        if self.z is not None:
-            y = y * F.silu(self._scan_layout(self.z[..., blk]))
-        batch, dim, num_segments = self.u.shape[:3]
-        return y.reshape(y.shape[0], num_segments, batch, dim).permute(2, 3, 1, 0)
 
-    def assemble(self, pieces) -> Tensor:
-        """The outputs of all blocks, (B, D, S, T) each, as one contiguous (B, D, L)."""
-        out = torch.cat(pieces, dim=-1)
-        out = out.view(out.shape[0], out.shape[1], -1)
-        return out if out.shape[-1] == self.seqlen else out[..., :self.seqlen].contiguous()
-
-    def _scan_layout(self, x: Tensor) -> Tensor:
-        """(B, D, S, T) -> contiguous fp32 (T, S * B, G, D // G) (a transposing copy)."""
-        batch, dim, num_segments, steps = x.shape
-        x = x.permute(3, 2, 0, 1).reshape(steps, num_segments * batch, self.groups, -1)
-        return x.contiguous().float()
+def _padding(seqlen: int, num_segments: int, seg_len: int, batch: int,
+             device: torch.device) -> Optional[Tensor]:
+    """Mask of the padded steps in the layout of :func:`_time_major`, (seg_len, S * B, 1), or
+    None without padding."""
+    if num_segments * seg_len == seqlen:
+        return None
+    steps = torch.arange(seg_len, device=device)[:, None]
+    position = steps + seg_len * torch.arange(num_segments, device=device)
+    return (position >= seqlen).repeat_interleave(batch, dim=1)[..., None]
 
 
 def _segmented(x: Tensor, num_segments: int, seg_len: int) -> Tensor:
@@ -418,29 +447,35 @@ def _decay(dt: Tensor, A2: Tensor, out: Optional[Tensor] = None) -> Tensor:
     return torch.mul(dt.unsqueeze(-2), A2, out=out).exp2_()
 
 
-def _contract(states: Tensor, C: Tensor) -> Tensor:
+def _contract(states: Tensor, C: Tensor, out: Optional[Tensor] = None) -> Tensor:
     """sum_n C[n] * states[..., n, :]: (T, B', G, N, D // G) -> (T, B', G, D // G).
 
-    ``C`` is (T, B', G, N) (time-varying) or (G, N, D // G) (time-invariant).
+    ``C`` is (T, B', G, N) (time-varying) or (G, N, D // G) (time-invariant). With ``out``
+    (no autograd) the result is written there and ``states`` may be overwritten.
     """
     if C.dim() == 3:
-        return (states * C).sum(-2)
-    return torch.matmul(C.unsqueeze(-2), states).squeeze(-2)
+        return torch.sum(torch.mul(states, C, out=None if out is None else states), -2, out=out)
+    y = torch.matmul(C.unsqueeze(-2), states, out=None if out is None else out.unsqueeze(-2))
+    return y.squeeze(-2)
 
 
 def _scan_chunk(dt: Tensor, dtu: Tensor, A2: Tensor, B: Tensor, C: Tensor, h: Tensor,
-                block_len: int, workspace: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
-    """:func:`_scan_block` over a chunk of steps, ``block_len`` steps at a time."""
+                block_len: int, workspace: Optional[Tensor] = None,
+                out: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+    """:func:`_scan_block` over a chunk of steps, ``block_len`` steps at a time (writing the
+    outputs into ``out`` if given)."""
     ys = []
     for start in range(0, dt.shape[0], block_len):
         blk = slice(start, start + block_len)
-        y, h = _scan_block(dt[blk], dtu[blk], A2, _at(B, blk), _at(C, blk), h, workspace)
+        y, h = _scan_block(dt[blk], dtu[blk], A2, _at(B, blk), _at(C, blk), h, workspace,
+                           None if out is None else out[blk])
         ys.append(y)
-    return (torch.cat(ys) if len(ys) > 1 else ys[0]), h
+    return (out if out is not None else torch.cat(ys)), h
 
 
 def _scan_block(dt: Tensor, dtu: Tensor, A2: Tensor, B: Tensor, C: Tensor, h: Tensor,
-                workspace: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+                workspace: Optional[Tensor] = None,
+                out: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
     """Advance the state over one block of T steps, step by step.
 
     Args:
@@ -450,6 +485,7 @@ def _scan_block(dt: Tensor, dtu: Tensor, A2: Tensor, B: Tensor, C: Tensor, h: Te
         h (Tensor): State before the block, (B', G, N, D // G).
         workspace (Tensor, optional): Two buffers, (2, >= T, B', G, N, D // G), to build the
             block in without allocating; the states then overwrite the drive. No autograd.
+        out (Tensor, optional): Where to write the outputs (only with ``workspace``).
 
     Returns:
         tuple[Tensor, Tensor]: Outputs (T, B', G, D // G) and the state after the block.
@@ -460,9 +496,10 @@ def _scan_block(dt: Tensor, dtu: Tensor, A2: Tensor, B: Tensor, C: Tensor, h: Te
     B = B if B.dim() == 3 else B.unsqueeze(-1)
     drive = torch.mul(dtu.unsqueeze(-2), B, out=drive_out)  # delta * B * u
     if workspace is not None:
-        for t in range(steps):
-            h = drive[t].addcmul_(decay[t], h)
-        return _contract(drive, C), h.clone()  # the clone outlives the workspace's reuse
+        for decay_t, state_t in zip(decay.unbind(0), drive.unbind(0)):
+            h = state_t.addcmul_(decay_t, h)
+        h = h.clone()  # a view of the workspace, which _contract and the next block overwrite
+        return _contract(drive, C, out), h
     per_step = []
     for decay_t, drive_t in zip(decay.unbind(0), drive.unbind(0)):
         h = torch.addcmul(drive_t, decay_t, h)
@@ -470,8 +507,8 @@ def _scan_block(dt: Tensor, dtu: Tensor, A2: Tensor, B: Tensor, C: Tensor, h: Te
     return _contract(torch.stack(per_step), C), h
 
 
-def _join_segments(ys, dts, h_end: Tensor, A2: Tensor, Ct: Tensor, chunks, block_len: int,
-                   batch: int):
+def _join_segments(ys, dts, h_end: Tensor, A2: Tensor, Ct: Tensor, chunk_len: int,
+                   block_len: int, batch: int):
     """Second level of the scan: carry each segment's true initial state into its outputs.
 
     Args:
@@ -481,7 +518,7 @@ def _join_segments(ys, dts, h_end: Tensor, A2: Tensor, Ct: Tensor, chunks, block
         h_end (Tensor): End states of the segments scanned from zero, (S * B, G, N, D // G).
         A2 (Tensor): A * log2(e), (G, N, D // G).
         Ct (Tensor): C, see :func:`_projection_steps`.
-        chunks (list[slice]): The steps of each chunk.
+        chunk_len (int): Steps per chunk.
         block_len (int): Steps whose corrections are materialised at once.
         batch (int): B.
 
@@ -502,7 +539,8 @@ def _join_segments(ys, dts, h_end: Tensor, A2: Tensor, Ct: Tensor, chunks, block
     Ct = Ct if Ct.dim() == 3 else Ct[:, later]
     elapsed = torch.zeros_like(dts[0][0, later])  # delta summed since the segment start
     exact = []
-    for y, dt, chunk in zip(ys, dts, chunks):
+    for index, (y, dt) in enumerate(zip(ys, dts)):
+        chunk = slice(index * chunk_len, (index + 1) * chunk_len)
         fixes = []
         for start in range(0, dt.shape[0], block_len):
             blk = slice(start, start + block_len)

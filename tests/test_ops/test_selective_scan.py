@@ -102,7 +102,7 @@ def _assert_matches_reference(args, **kwargs):
 @pytest.mark.parametrize('c_layout', LAYOUTS)
 @pytest.mark.parametrize('option', sorted(OPTIONS))
 def test_matches_reference_layouts_and_options(b_layout, c_layout, option):
-    # L = 37 is prime: the default single-level scan uses one partial block here.
+    # Defaults at this size: one level, one block; other tests force segments and blocks.
     args = _inputs(b_layout=b_layout, c_layout=c_layout, options=OPTIONS[option])
     _assert_matches_reference(args)
 
@@ -127,14 +127,27 @@ def test_different_group_counts_for_b_and_c():
 @pytest.mark.parametrize('batch,dim,seqlen,dstate', [(1, 8, 1000, 4), (2, 3, 257, 16)])
 def test_long_sequence_default_two_level(batch, dim, seqlen, dstate):
     """Small B*D*N: the default splits L into segments; the correction must stay exact."""
+    num_segments, seg_len, _, _ = ss._plan(batch, dim, seqlen, dstate, None, None)
+    assert num_segments > 1 and num_segments * seg_len >= seqlen
     args = _inputs(batch, dim, seqlen, dstate, b_layout='shared', c_layout='shared',
                    options=dict(D=True, delta_bias=True, delta_softplus=True,
                                 return_last_state=True))
     _assert_matches_reference(args)
 
 
+@pytest.mark.parametrize('num_segments,chunk_elems', [(1, 1), (1, 48), (3, 1), (3, 200)])
+def test_several_chunks(monkeypatch, num_segments, chunk_elems):
+    """Chunks of one or more blocks, the last one partial (L = 37, blocks of 3 steps)."""
+    monkeypatch.setattr(ss, '_CHUNK_ELEMS', chunk_elems)
+    args = _inputs(b_layout='grouped', c_layout='shared', options=OPTIONS['all'])
+    _assert_matches_reference(args, num_segments=num_segments, block_len=3)
+    args = _inputs(b_layout='shared', c_layout='invariant', options=OPTIONS['all'])
+    _assert_matches_reference(args, num_segments=num_segments, block_len=3)
+
+
 def test_default_single_level_at_large_width():
-    """B*D*N >= 32768: the default is one level, several blocks, L not a multiple of them."""
+    """B*D*N = 32768: one level, several blocks, L not a multiple of them."""
+    assert ss._plan(2, 1024, 45, 16, None, None)[:3] == (1, 45, 16)
     args = _inputs(2, 1024, 45, 16, b_layout='grouped', c_layout='shared', b_groups=4,
                    options=OPTIONS['all'])
     with torch.no_grad():
@@ -152,6 +165,26 @@ def test_large_decay_is_stable(num_segments):
                                 return_last_state=True))
     args['delta_bias'] = args['delta_bias'] + 50.0
     _assert_matches_reference(args, num_segments=num_segments, block_len=7)
+
+
+@pytest.mark.parametrize('num_segments', [1, 5])
+def test_negative_delta_without_softplus(num_segments):
+    """delta < 0 (allowed without softplus) makes factors > 1; still the same recurrence."""
+    args = _inputs(options=dict(D=True, return_last_state=True))
+    args['delta'] = args['delta'] - 0.6
+    _assert_matches_reference(args, num_segments=num_segments, block_len=4)
+
+
+def test_single_channel_and_non_contiguous_inputs():
+    args = _inputs(1, 1, 9, 2, b_layout='invariant', c_layout='shared', options=OPTIONS['all'])
+    _assert_matches_reference(args)
+    args = _inputs(options=OPTIONS['all'])
+    for name in ('u', 'delta', 'z'):  # (B, D, L) views of (B, L, D) tensors, as Mamba has them
+        args[name] = args[name].transpose(1, 2).contiguous().transpose(1, 2)
+    args['B'] = torch.cat([args['B'], args['B']], dim=-1)[..., ::2]  # strided along L
+    assert not args['u'].is_contiguous() and not args['B'].is_contiguous()
+    _assert_matches_reference(args)
+    _assert_matches_reference(args, num_segments=3, block_len=5)
 
 
 def test_small_decay_long_memory():
@@ -385,3 +418,28 @@ def test_torch_path_is_traceable():
         ref, ref_last = selective_scan_reference(**fresh)
     _assert_rel_close(out, ref, what='traced output')
     _assert_rel_close(last, ref_last, what='traced last state')
+
+
+@pytest.mark.slow
+def test_faster_than_step_loop():
+    """Speed guard, timing-sensitive (hence slow-marked): B=2, D=1024, L=1024, N=16 forward."""
+    import time
+    args = _inputs(2, 1024, 1024, 16, options=dict(D=True, delta_softplus=True))
+
+    def best_time(fn, repeat):
+        times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            fn(**args)
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # steadier on a shared machine than competing thread pools
+    try:
+        with torch.no_grad():
+            selective_scan_torch(**args)
+            ratio = best_time(selective_scan_reference, 2) / best_time(selective_scan_torch, 3)
+    finally:
+        torch.set_num_threads(threads)
+    assert ratio > 3, f'only {ratio:.1f}x faster than the step-by-step loop'
