@@ -19,7 +19,9 @@ install: $(STAMP)
 $(STAMP): $(REQS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -r requirements/build.txt
-	MMCV_WITH_OPS=1 MAX_JOBS=$$(nproc) $(PIP) install --no-build-isolation mmcv==2.1.0
+	$(PY) -c "import mmcv.ops" 2>/dev/null || { \
+	    $(PIP) install "setuptools<70" && \
+	    MMCV_WITH_OPS=1 MAX_JOBS=$$(nproc) $(PIP) install --no-build-isolation mmcv==2.1.0; }
 	$(PIP) install -r requirements/runtime.txt -r requirements/tests.txt
 	$(PIP) install --no-deps --no-build-isolation -e .
 	$(PY) -c "import mmcv.ops, mmdet3d, mmdet, mmseg, spconv.pytorch, mmfusion.det3d"

@@ -27,7 +27,7 @@ m = json.load(open(osp.join(d, 'test_metrics.json')))
 print('\nKITTI AP on the 6 sample frames (moderate, strict IoU; %):')
 print(f'{"class":<12}{"3D R11":>8}{"3D R40":>8}{"BEV R11":>9}{"BEV R40":>9}{"2D R40":>8}')
 for c in ('Car', 'Pedestrian', 'Cyclist'):
-    g = lambda k: m.get(f'Kitti metric/{c}_{k}_moderate_strict', float('nan'))
+    g = lambda k: m.get(f'Kitti metric/pred_instances_3d/KITTI/{c}_{k}_moderate_strict', float('nan'))
     print(f'{c:<12}{g("3D_AP11"):>8.2f}{g("3D_AP40"):>8.2f}{g("BEV_AP11"):>9.2f}'
           f'{g("BEV_AP40"):>9.2f}{g("2D_AP40"):>8.2f}')
 pics = sorted(glob.glob(osp.join(d, 'pictures', '**', '*.png'), recursive=True))
