@@ -270,15 +270,6 @@ def test_cuda_dispatch_branch(monkeypatch):
             fn(fake_boxes, fake_scores, 0.5)
 
 
-def _mmcv_ops():
-    try:
-        import mmcv.ops  # noqa: F401
-        return True
-    except Exception:
-        return False
-
-
-@pytest.mark.skipif(not _mmcv_ops(), reason='mmcv.ops not importable')
 def test_agrees_with_mmcv_cpu_ops():
     """mmcv 2.1.0's CPU box_iou_rotated / nms_rotated / nms, used with mmcv's own conversion."""
     from mmcv.ops import box_iou_rotated, nms, nms_rotated
@@ -302,7 +293,6 @@ def test_agrees_with_mmcv_cpu_ops():
         assert nms_normal_bev(boxes, scores, thresh).tolist() == ref
 
 
-@pytest.mark.skipif(not _mmcv_ops(), reason='mmcv.ops not importable')
 def test_agrees_with_mmcv_and_mmdet3d_wrappers():
     import warnings
 

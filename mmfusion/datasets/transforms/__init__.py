@@ -1,0 +1,10 @@
+"""Data transforms of mmfusion (mmdet registry: paired visible/infrared loading and augmentation)."""
+from .pack_paired_inputs import PackPairedDetInputs
+from .paired_loading import LoadPairedImageFromFile
+from .paired_transforms import (InfraredTransform, PairedPad, PairedRandomCrop,
+                                PairedRandomFlip, PairedResize)
+
+__all__ = [
+    'LoadPairedImageFromFile', 'PairedResize', 'PairedRandomFlip', 'PairedRandomCrop',
+    'PairedPad', 'InfraredTransform', 'PackPairedDetInputs'
+]
