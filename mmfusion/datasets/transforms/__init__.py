@@ -1,4 +1,4 @@
-"""Data transforms of mmfusion (mmdet registry: paired visible/infrared loading and augmentation)."""
+"""Data transforms of mmfusion (mmdet registry): paired visible/infrared loading, augmentation."""
 from .pack_paired_inputs import PackPairedDetInputs
 from .paired_loading import LoadPairedImageFromFile
 from .paired_transforms import (InfraredTransform, PairedPad, PairedRandomCrop,
