@@ -26,14 +26,15 @@ ABLATIONS = [
 
 
 def _copy_mha(src):
-    """A fresh ``nn.MultiheadAttention`` holding ``src``'s weights (sequence-first, like official)."""
+    """A fresh sequence-first ``nn.MultiheadAttention`` (as official) holding ``src``'s weights."""
     ref = nn.MultiheadAttention(src.embed_dim, src.num_heads, dropout=0.0)
     ref.load_state_dict(src.state_dict())
     return ref
 
 
 def reference_fusion(module, x_a, x_b):
-    """Per-sample, per-pixel GeminiFusion, one ``nn.MultiheadAttention`` call per sample and direction.
+    """Per-sample, per-pixel GeminiFusion: one ``nn.MultiheadAttention`` call per sample and
+    direction, the pixels being its batch (query length 1, 2 keys).
 
     Args:
         module (GeminiFusionAttention): its weights are copied into fresh attention modules.

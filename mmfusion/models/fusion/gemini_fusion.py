@@ -18,7 +18,7 @@ linear in N)::
     q_i   = x_m_i                                          one query
     k_i   = [x_m_i + n_k,  x_m_i * s_i]                    two keys
     v_i   = [x_m_i + n_v,  x_o_i]                          two values
-    y_m_i = x_m_i + MHA(q_i, k_i, v_i)                     h heads, nn.MultiheadAttention projections
+    y_m_i = x_m_i + MHA(q_i, k_i, v_i)                     h heads, nn.MultiheadAttention
 
 ``n_k`` and ``n_v`` are the layer-adaptive noise: learnable vectors (C,) of this layer, one per key
 and per value, one set per direction. Facts of the official code this module reproduces:
@@ -27,8 +27,9 @@ and per value, one set per direction. Facts of the official code this module rep
   the other modality's token x_o, unscaled. The softmax is over channels (``dim=-1`` of (.., C)).
 - The relation discriminator (``relation_judger``: Linear(2C, C), GELU, Linear(C, C), softmax) is
   one module shared by both directions; each direction feeds it ``[x_m, x_o]`` in its own order.
-- Each direction has its own ``nn.MultiheadAttention`` (``cross_attn_0_to_1``, ``cross_attn_1_to_0``)
-  and its own noise row (``k_noise.weight[0/1]``, ``v_noise.weight[0/1]`` of ``nn.Embedding(2, C)``).
+- Each direction has its own ``nn.MultiheadAttention`` (``cross_attn_0_to_1``,
+  ``cross_attn_1_to_0``) and its own noise row (``k_noise.weight[0/1]``, ``v_noise.weight[0/1]``
+  of ``nn.Embedding(2, C)``).
 - Initialisation: Linear weights (discriminator, MHA output projection) truncated normal std 0.02,
   biases 0; MHA input projection as torch initialises it (Xavier uniform, bias 0); noise N(0, 1)
   (``nn.Embedding`` default: the official ``_init_weights`` leaves embeddings untouched).
@@ -37,8 +38,12 @@ Deliberate differences from the official code:
 
 - Vectorised over the batch: the official code loops over the batch in Python and calls
   ``nn.MultiheadAttention`` with the N pixels as its batch (query length 1, key length 2); here the
-  projections are batched linear layers over (B, N, C) and the two-key softmax is taken explicitly.
-  Same function (tested to 1e-5 against that loop), several times faster.
+  projections are batched linear layers over (B, N, C) and the two-key softmax is written as a
+  sigmoid of the logit difference, so the keys and values enter only as k0 - k1 and v0 - v1 (the
+  projection biases cancel; one C x C projection per token fewer). Same function (tested to 1e-5
+  against that loop); on CPU at B=8, N=19200, C=64 about 2.6x faster than the official structure
+  and over 1000x faster than a per-pixel loop (tools/analysis_tools/benchmark_gemini_fusion.py).
+  Peak memory is higher (all B samples at once, about 0.7 GB there vs 0.2 GB for the loop).
 - The fusion is a standalone block ``forward(x_a, x_b) -> (y_a, y_b)``. The official code runs it
   inside the backbone's self-attention, on the self-attention output before the shared output
   projection ``proj``; a backbone using this block places it there itself.
@@ -74,7 +79,8 @@ class GeminiFusionAttention(BaseModule):
 
     Args:
         embed_dims (int): C, channels of both modalities' tokens.
-        num_heads (int): h, heads of each direction's attention; must divide C. Default 8 (official).
+        num_heads (int): h, heads of each direction's attention; must divide C. Default 8
+            (official).
         use_relation_discriminator (bool): scale the second key by the relation score. If False the
             second key is the other modality's token, unscaled. Default True.
         use_noise (bool): add the layer-adaptive noise to the first key and value. Default True.
@@ -129,39 +135,41 @@ class GeminiFusionAttention(BaseModule):
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
 
-    def _relation_score(self, x_m: Tensor, x_o: Tensor) -> Tensor:
-        """Relation discriminator: softmax over C of MLP([x_m, x_o]); (B, N, C) -> (B, N, C)."""
-        return self.relation_discriminator(torch.cat([x_m, x_o], dim=-1)).softmax(dim=-1)
+    def _fuse(self, x_m: Tensor, x_o: Tensor, attn: nn.MultiheadAttention, row: int,
+              rel_m: Optional[Tensor]) -> Tensor:
+        """One direction: x_m (B, N, C) attends to its two keys; returns y_m (B, N, C).
 
-    def _fuse(self, x_m: Tensor, x_o: Tensor, attn: nn.MultiheadAttention, row: int) -> Tensor:
-        """One direction: x_m (B, N, C) attends to its two keys; returns y_m (B, N, C)."""
+        ``rel_m`` is the relation discriminator's first layer before GELU, (B, N, C), or None.
+        Two-key attention, per head: weights = softmax([l0, l1]) = [sigmoid(l0 - l1), ...] with
+        l0 - l1 = q . (k0 - k1), and out = v1 + w0 * (v0 - v1); k0 - k1 and v0 - v1 are linear in
+        their inputs, so the projection biases cancel and the noise enters as an input shift.
+        """
         b, n, c = x_m.shape
         h, d = self.num_heads, c // self.num_heads
         w_q, w_k, w_v = attn.in_proj_weight.chunk(3)
-        b_q, b_k, b_v = attn.in_proj_bias.chunk(3)
+        b_q, _, b_v = attn.in_proj_bias.chunk(3)
 
-        if self.use_noise:
-            n_k = self.k_noise.weight[row]
-            n_v = (self.k_noise if self.shared_noise else self.v_noise).weight[row]
-            k0_in, v0_in = x_m + n_k, x_m + n_v
-        else:
-            k0_in = v0_in = x_m
         if self.use_relation_discriminator:
-            score = self._relation_score(x_m, x_o)
+            score = self.relation_discriminator[2](F.gelu(rel_m)).softmax(dim=-1)
             k1_in = (x_m if self.relation_scaled_token == 'query' else x_o) * score
         else:
             k1_in = x_o
+        if self.use_noise:
+            n_k = self.k_noise.weight[row]
+            n_v = (self.k_noise if self.shared_noise else self.v_noise).weight[row]
+            dk_in = (x_m - k1_in) + n_k
+            dv_in = (x_m - x_o) + n_v
+        else:
+            dk_in = x_m - k1_in
+            dv_in = x_m - x_o
 
-        q = F.linear(x_m, w_q, b_q).view(b, n, h, d)
-        k0 = F.linear(k0_in, w_k, b_k).view(b, n, h, d)
-        k1 = F.linear(k1_in, w_k, b_k).view(b, n, h, d)
-        v0 = F.linear(v0_in, w_v, b_v).view(b, n, h, d)
+        scale = d ** -0.5
+        q = F.linear(x_m, w_q * scale, b_q * scale).view(b, n, h, d)
+        dk = F.linear(dk_in, w_k).view(b, n, h, d)  # k0 - k1
+        dv = F.linear(dv_in, w_v).view(b, n, h, d)  # v0 - v1
         v1 = F.linear(x_o, w_v, b_v).view(b, n, h, d)
-
-        q = q * d ** -0.5
-        logits = torch.stack([(q * k0).sum(-1), (q * k1).sum(-1)], dim=-1)  # (B, N, h, 2)
-        weights = logits.softmax(dim=-1).unsqueeze(-2)  # (B, N, h, 1, 2)
-        out = (weights * torch.stack([v0, v1], dim=-1)).sum(-1).reshape(b, n, c)
+        w0 = torch.sigmoid((q * dk).sum(-1, keepdim=True))  # (B, N, h, 1), weight of key 0
+        out = torch.addcmul(v1, w0, dv).view(b, n, c)
         return x_m + attn.out_proj(out)
 
     def _to_tokens(self, x: Tensor, name: str) -> Tuple[Tensor, Optional[Tuple[int, int]]]:
@@ -185,8 +193,8 @@ class GeminiFusionAttention(BaseModule):
             x_b: Tokens of modality b (e.g. depth), same shape and layout as ``x_a``.
 
         Returns:
-            tuple[Tensor, Tensor]: (y_a, y_b), each of the input shape and layout; y_a is x_a updated
-            from x_b, y_b is x_b updated from x_a.
+            tuple[Tensor, Tensor]: (y_a, y_b), each of the input shape and layout; y_a is x_a
+            updated from x_b, y_b is x_b updated from x_a.
 
         Raises:
             ValueError: naming ``x_a`` or ``x_b`` if it is not a 3-D/4-D tensor with C channels, or
@@ -197,8 +205,18 @@ class GeminiFusionAttention(BaseModule):
         if x_b.shape != x_a.shape:
             raise ValueError(f'x_b must have the shape of x_a {tuple(x_a.shape)}, '
                              f'got {tuple(x_b.shape)}')
-        y_a = self._fuse(tok_a, tok_b, self.attn_a, 0)
-        y_b = self._fuse(tok_b, tok_a, self.attn_b, 1)
+        rel_a = rel_b = None
+        if self.use_relation_discriminator:
+            # First layer on [x_m, x_o] = x_m W_left + x_o W_right + bias; the products of both
+            # modalities serve both directions.
+            fc1 = self.relation_discriminator[0]
+            c = self.embed_dims
+            w_stacked = torch.cat(fc1.weight.chunk(2, dim=1), dim=0)  # (2C, C): [W_left; W_right]
+            proj_a, proj_b = F.linear(tok_a, w_stacked), F.linear(tok_b, w_stacked)
+            rel_a = proj_a[..., :c] + proj_b[..., c:] + fc1.bias
+            rel_b = proj_b[..., :c] + proj_a[..., c:] + fc1.bias
+        y_a = self._fuse(tok_a, tok_b, self.attn_a, 0, rel_a)
+        y_b = self._fuse(tok_b, tok_a, self.attn_b, 1, rel_b)
         if hw is not None:
             b, _, c = y_a.shape
             y_a = y_a.transpose(1, 2).reshape(b, c, *hw)
