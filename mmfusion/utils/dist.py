@@ -6,12 +6,21 @@ and its Runner wraps the model in ``MMDistributedDataParallel(device_ids=[LOCAL_
 torch's DDP refuses for a CPU module. On such machines this module initialises the process
 group itself with the gloo backend (``env://``: the variables ``torchrun`` sets), after which
 the Runner finds the group initialised and skips ``init_dist``, and it sets
-``model_wrapper_cfg.device_ids=None``. With CUDA present nothing is changed.
+``model_wrapper_cfg.device_ids=None``. The group it creates is destroyed at interpreter exit:
+mmengine never destroys it, and a gloo group still alive during interpreter shutdown aborted a
+rank here ("terminate called without an active exception", SIGABRT) after training had finished.
+With CUDA present nothing is changed.
 """
+import atexit
 from datetime import timedelta
 
 import torch
 import torch.distributed as dist
+
+
+def _destroy_process_group():
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def setup_distributed(cfg):
@@ -38,6 +47,7 @@ def setup_distributed(cfg):
         if dist_cfg.get('timeout') is not None:
             kwargs['timeout'] = timedelta(seconds=dist_cfg['timeout'])
         dist.init_process_group(backend='gloo', init_method='env://', **kwargs)
+        atexit.register(_destroy_process_group)
     wrapper = dict(cfg.get('model_wrapper_cfg', None) or dict(type='MMDistributedDataParallel'))
     wrapper['device_ids'] = None
     cfg.model_wrapper_cfg = wrapper
