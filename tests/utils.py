@@ -6,8 +6,8 @@ import sys
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TINY_MVXNET_CFG = osp.join(REPO_ROOT, 'tests', 'data', 'configs', 'mvxnet_tiny_kitti-sample.py')
-DEMO_MVXNET_CFG = osp.join(
-    REPO_ROOT, 'configs', 'mvxnet', 'mvxnet_fpn_dv_second_secfpn_1xb2-demo_kitti-sample-3d-3class.py')
+DEMO_MVXNET_CFG = osp.join(REPO_ROOT, 'configs', 'mvxnet',
+                           'mvxnet_fpn_dv_second_secfpn_1xb2-demo_kitti-sample-3d-3class.py')
 
 
 def kitti_cfg_options(data_root, ann_file='kitti_infos_trainval.pkl'):

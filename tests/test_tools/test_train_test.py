@@ -4,8 +4,7 @@ import json
 import os.path as osp
 import socket
 
-from tests.utils import (PYTHON, REPO_ROOT, TINY_MVXNET_CFG, as_cli_options, kitti_cfg_options,
-                         run_tool)
+from tests.utils import PYTHON, TINY_MVXNET_CFG, as_cli_options, kitti_cfg_options, run_tool
 
 
 def free_port():
