@@ -1,0 +1,26 @@
+"""Each host entry point registers its modules when a config names it in `custom_imports`
+(checked in a fresh interpreter, so nothing imported by other tests helps)."""
+import textwrap
+
+from tests.utils import PYTHON, run_tool
+
+SCRIPT = textwrap.dedent("""
+    from mmengine.config import Config
+    checks = [('mmfusion.det3d', 'mmdet3d.registry', 'VISUALIZERS', 'CameraViewDet3DVisualizer'),
+              ('mmfusion.det', 'mmdet.registry', 'DATASETS', 'PairedCocoDataset'),
+              ('mmfusion.det', 'mmdet.registry', 'MODELS', 'PairedDetDataPreprocessor'),
+              ('mmfusion.seg', 'mmseg.registry', 'MODELS', 'GeminiFusionAttention')]
+    import importlib
+    for entry, registry, table, name in checks:
+        Config.fromstring(f"custom_imports = dict(imports=['{entry}'])", '.py')  # imports it
+        found = getattr(importlib.import_module(registry), table).get(name)
+        assert found is not None and found.__name__ == name, (entry, name)
+    import mmcv.ops.scatter_points as sp, mmfusion.ops
+    assert sp.dynamic_scatter is mmfusion.ops.dynamic_scatter
+    print('entry points ok')
+""")
+
+
+def test_entry_points_register_through_custom_imports():
+    proc = run_tool([PYTHON, '-W', 'ignore', '-c', SCRIPT])
+    assert 'entry points ok' in proc.stdout
