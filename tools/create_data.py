@@ -5,6 +5,8 @@ Usage (the stock mmdet3d flags)::
     python tools/create_data.py kitti  --root-path data/kitti --out-dir data/kitti_mmfusion
     python tools/create_data.py llvip  --root-path data/LLVIP --out-dir data/llvip_infos
     python tools/create_data.py nyudv2 --root-path data/nyudv2_raw --out-dir data/nyudv2
+    python tools/create_data.py m3fd   --root-path data/M3FD --out-dir data/m3fd_infos
+    python tools/create_data.py flir   --root-path data/FLIR_aligned --out-dir data/flir_infos
 
 Every converter reads the dataset without modifying it, refuses an ``--out-dir`` inside the
 dataset folder, and writes each output atomically (temporary name, then rename).
@@ -18,8 +20,10 @@ from mmfusion.converters._io import DatasetFormatError
 # dataset -> (module, function) of mmfusion.converters; imported lazily so that a converter's
 # heavy dependencies (mmdet3d for KITTI, h5py for NYUDv2) load only when it is used.
 CONVERTERS = {
+    'flir': ('mmfusion.converters.flir', 'create_flir_infos'),
     'kitti': ('mmfusion.converters.kitti', 'create_kitti_infos'),
     'llvip': ('mmfusion.converters.llvip', 'create_llvip_infos'),
+    'm3fd': ('mmfusion.converters.m3fd', 'create_m3fd_infos'),
     'nyudv2': ('mmfusion.converters.nyudv2', 'create_nyudv2_infos'),
 }
 
