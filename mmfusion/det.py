@@ -4,7 +4,7 @@ Importing it registers mmfusion's RGB + infrared detection modules (Fusion-Mamba
 ``mmdet.registry``: the dataset ``PairedCocoDataset``; the transforms
 ``LoadPairedImageFromFile``, ``PairedResize``, ``PairedRandomFlip``, ``PairedRandomCrop``,
 ``PairedPad``, ``InfraredTransform``, ``PackPairedDetInputs``; the model-side
-``PairedDetDataPreprocessor``. It also applies the checkpoint-loading fix of
+``PairedDetDataPreprocessor``; the state-space layers ``SS2D`` and ``VSSBlock`` (Fusion-Mamba). It also applies the checkpoint-loading fix of
 :mod:`mmfusion.utils.compat` (mmengine 0.10.7 under torch>=2.6).
 
 Paired pipeline, as the Fusion-Mamba/DAMF configs use it::
@@ -21,6 +21,7 @@ from mmfusion.datasets import (InfraredTransform, LoadPairedImageFromFile,  # no
                                PackPairedDetInputs, PairedCocoDataset, PairedPad,
                                PairedRandomCrop, PairedRandomFlip, PairedResize)
 from mmfusion.models.data_preprocessors import PairedDetDataPreprocessor  # noqa: F401
+from mmfusion.models.layers import SS2D, VSSBlock  # noqa: F401
 from mmfusion.utils.compat import restore_mmengine_checkpoint_loading
 
 restore_mmengine_checkpoint_loading()

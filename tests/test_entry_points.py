@@ -9,6 +9,7 @@ SCRIPT = textwrap.dedent("""
     checks = [('mmfusion.det3d', 'mmdet3d.registry', 'VISUALIZERS', 'CameraViewDet3DVisualizer'),
               ('mmfusion.det', 'mmdet.registry', 'DATASETS', 'PairedCocoDataset'),
               ('mmfusion.det', 'mmdet.registry', 'MODELS', 'PairedDetDataPreprocessor'),
+              ('mmfusion.det', 'mmdet.registry', 'MODELS', 'VSSBlock'),
               ('mmfusion.seg', 'mmseg.registry', 'MODELS', 'GeminiFusionAttention')]
     import importlib
     for entry, registry, table, name in checks:
