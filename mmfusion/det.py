@@ -4,8 +4,9 @@ Importing it registers mmfusion's RGB + infrared detection modules (Fusion-Mamba
 ``mmdet.registry``: the dataset ``PairedCocoDataset``; the transforms
 ``LoadPairedImageFromFile``, ``PairedResize``, ``PairedRandomFlip``, ``PairedRandomCrop``,
 ``PairedPad``, ``InfraredTransform``, ``PackPairedDetInputs``; the model-side
-``PairedDetDataPreprocessor``; the state-space layers ``SS2D`` and ``VSSBlock`` (Fusion-Mamba). It also applies the checkpoint-loading fix of
-:mod:`mmfusion.utils.compat` (mmengine 0.10.7 under torch>=2.6).
+``PairedDetDataPreprocessor``; the state-space layers ``SS2D`` and ``VSSBlock`` (Fusion-Mamba).
+It also applies the checkpoint-loading fix of :mod:`mmfusion.utils.compat` (mmengine 0.10.7
+under torch>=2.6).
 
 Paired pipeline, as the Fusion-Mamba/DAMF configs use it::
 

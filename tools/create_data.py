@@ -7,6 +7,9 @@ Usage (the stock mmdet3d flags)::
     python tools/create_data.py nyudv2 --root-path data/nyudv2_raw --out-dir data/nyudv2
     python tools/create_data.py m3fd   --root-path data/M3FD --out-dir data/m3fd_infos
     python tools/create_data.py flir   --root-path data/FLIR_aligned --out-dir data/flir_infos
+    python tools/create_data.py dense  --root-path data/SeeingThroughFog --out-dir data/dense_infos
+    (DENSE reads the official calibration json files from <root-path>/calib)
+    python tools/create_data.py dronevehicle --root-path data/DroneVehicle --out-dir data/dv
 
 Every converter reads the dataset without modifying it, refuses an ``--out-dir`` inside the
 dataset folder, and writes each output atomically (temporary name, then rename).
@@ -20,6 +23,8 @@ from mmfusion.converters._io import DatasetFormatError
 # dataset -> (module, function) of mmfusion.converters; imported lazily so that a converter's
 # heavy dependencies (mmdet3d for KITTI, h5py for NYUDv2) load only when it is used.
 CONVERTERS = {
+    'dense': ('mmfusion.converters.dense', 'create_dense_infos'),
+    'dronevehicle': ('mmfusion.converters.dronevehicle', 'create_dronevehicle_infos'),
     'flir': ('mmfusion.converters.flir', 'create_flir_infos'),
     'kitti': ('mmfusion.converters.kitti', 'create_kitti_infos'),
     'llvip': ('mmfusion.converters.llvip', 'create_llvip_infos'),

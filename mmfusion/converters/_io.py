@@ -68,3 +68,94 @@ def check_output_outside(out_path, dataset_root):
     if out == root or out.startswith(root + os.sep):
         raise ValueError(f'output {out_path} lies inside the dataset {dataset_root}; '
                          'converters never write into the dataset they read')
+
+
+def commit_staged(stage, out_dir, names, backup_dir):
+    """Move ``stage/<name>`` to ``out_dir/<name>`` for each name; all or nothing.
+
+    For converters whose output is several files or folders built in a staging folder: an
+    existing output of the same name is moved to ``backup_dir`` first and replaced as a whole;
+    if any move fails, the moves already made are undone and the error is re-raised.
+
+    Args:
+        stage (str): Folder holding the finished outputs (same file system as ``out_dir``).
+        out_dir (str): Destination folder.
+        names (list[str]): Top-level names under ``stage`` to move.
+        backup_dir (str): Folder to create for the replaced outputs (the caller removes it).
+    """
+    os.makedirs(backup_dir)
+    done = []
+    try:
+        for name in names:
+            dst = osp.join(out_dir, name)
+            had_old = osp.lexists(dst)
+            if had_old:
+                os.replace(dst, osp.join(backup_dir, name))
+            try:
+                os.replace(osp.join(stage, name), dst)
+            except BaseException:
+                if had_old:
+                    os.replace(osp.join(backup_dir, name), dst)
+                raise
+            done.append((name, had_old))
+    except BaseException:
+        for name, had_old in reversed(done):
+            dst = osp.join(out_dir, name)
+            os.replace(dst, osp.join(stage, name))
+            if had_old:
+                os.replace(osp.join(backup_dir, name), dst)
+        raise
+
+
+class Staging:
+    """Temporary files in their destination folders, renamed into place only on commit.
+
+    For converters that write many files (images, masks) and want all of them or none: each
+    output is written to :meth:`tmp_for` ``(final)``; :meth:`commit` renames every temporary
+    file to its final name, :meth:`abort` removes them and the folders this object created.
+    """
+
+    def __init__(self):
+        self.pending = []  # (tmp, final)
+        self.created_dirs = []
+
+    def _makedirs(self, folder):
+        missing = []
+        while folder and not osp.isdir(folder):
+            missing.append(folder)
+            parent = osp.dirname(folder)
+            if parent == folder:
+                break
+            folder = parent
+        for d in reversed(missing):
+            os.mkdir(d)
+            self.created_dirs.append(d)
+
+    def tmp_for(self, final):
+        """Return a new temporary path beside ``final``, renamed to it on :meth:`commit`."""
+        final = osp.abspath(final)
+        folder = osp.dirname(final)
+        self._makedirs(folder)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix='.' + osp.basename(final) + '.',
+                                   suffix='.tmp')
+        os.close(fd)
+        self.pending.append((tmp, final))
+        return tmp
+
+    def commit(self):
+        for tmp, final in self.pending:
+            os.replace(tmp, final)
+        self.pending = []
+        self.created_dirs = []
+
+    def abort(self):
+        for tmp, _ in self.pending:
+            if osp.exists(tmp):
+                os.remove(tmp)
+        self.pending = []
+        for d in reversed(self.created_dirs):
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
+        self.created_dirs = []

@@ -71,7 +71,7 @@ import tempfile
 from PIL import Image
 from tqdm import tqdm
 
-from ._io import DatasetFormatError, check_output_outside, dump_pickle
+from ._io import DatasetFormatError, check_output_outside, commit_staged, dump_pickle
 
 __all__ = ['create_kitti_infos']
 
@@ -377,32 +377,6 @@ def _build(root, stage, v1_dir, splits, extra_tag, with_plane, tools):
     return names
 
 
-def _commit(stage, out_dir, names, backup_dir):
-    """Move ``stage/<name>`` to ``out_dir/<name>`` for each name; all or nothing."""
-    os.makedirs(backup_dir)
-    done = []
-    try:
-        for name in names:
-            dst = osp.join(out_dir, name)
-            had_old = osp.lexists(dst)
-            if had_old:
-                os.replace(dst, osp.join(backup_dir, name))
-            try:
-                os.replace(osp.join(stage, name), dst)
-            except BaseException:
-                if had_old:
-                    os.replace(osp.join(backup_dir, name), dst)
-                raise
-            done.append((name, had_old))
-    except BaseException:
-        for name, had_old in reversed(done):
-            dst = osp.join(out_dir, name)
-            os.replace(dst, osp.join(stage, name))
-            if had_old:
-                os.replace(osp.join(backup_dir, name), dst)
-        raise
-
-
 def create_kitti_infos(root_path, out_dir, extra_tag='kitti', with_plane=False):
     """Create mmdet3d v2 infos, reduced point clouds and the GT database of KITTI.
 
@@ -453,7 +427,7 @@ def create_kitti_infos(root_path, out_dir, extra_tag='kitti', with_plane=False):
         names = _build(root, stage, v1_dir, splits, extra_tag, with_plane, tools)
         top += [names[k] for k in ('train', 'val', 'trainval', 'test') if k in names]
         top += [f'{extra_tag}_gt_database', names['dbinfos']]
-        _commit(stage, out_dir, top, osp.join(tmp, 'replaced'))
+        commit_staged(stage, out_dir, top, osp.join(tmp, 'replaced'))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         if created_out and not os.listdir(out_dir):

@@ -48,16 +48,14 @@ Outputs are written to temporary names in their destination folders and renamed 
 once every frame has been read and checked, so an error leaves no partial output. The input is
 never modified and the output folder may not lie inside it.
 """
-import os
 import os.path as osp
 import shutil
-import tempfile
 
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from ._io import DatasetFormatError, check_output_outside
+from ._io import DatasetFormatError, Staging, check_output_outside
 
 MAT_NAME = 'nyu_depth_v2_labeled.mat'
 SPLITS_NAME = 'splits.mat'
@@ -71,55 +69,6 @@ IGNORE_INDEX = 255
 # PNG IHDR colour types
 _PNG_GRAY, _PNG_RGB = 0, 2
 _PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
-
-
-class _Staging:
-    """Temporary files in their destination folders, renamed into place only on commit."""
-
-    def __init__(self):
-        self.pending = []  # (tmp, final)
-        self.created_dirs = []
-
-    def _makedirs(self, folder):
-        missing = []
-        while folder and not osp.isdir(folder):
-            missing.append(folder)
-            parent = osp.dirname(folder)
-            if parent == folder:
-                break
-            folder = parent
-        for d in reversed(missing):
-            os.mkdir(d)
-            self.created_dirs.append(d)
-
-    def tmp_for(self, final):
-        """Return a new temporary path beside ``final``, renamed to it on :meth:`commit`."""
-        final = osp.abspath(final)
-        folder = osp.dirname(final)
-        self._makedirs(folder)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix='.' + osp.basename(final) + '.',
-                                   suffix='.tmp')
-        os.close(fd)
-        self.pending.append((tmp, final))
-        return tmp
-
-    def commit(self):
-        for tmp, final in self.pending:
-            os.replace(tmp, final)
-        self.pending = []
-        self.created_dirs = []
-
-    def abort(self):
-        for tmp, _ in self.pending:
-            if osp.exists(tmp):
-                os.remove(tmp)
-        self.pending = []
-        for d in reversed(self.created_dirs):
-            try:
-                os.rmdir(d)
-            except OSError:
-                pass
-        self.created_dirs = []
 
 
 def _list_line(frame_id):
@@ -468,7 +417,7 @@ def create_nyudv2_infos(root_path, out_dir, extra_tag='nyudv2', mat_path=None, s
                                  f'release, with {SPLITS_NAME} and {MAPPING_NAME}) nor '
                                  f'{" and ".join(LIST_NAMES)} (extracted layout) found')
 
-    staging = _Staging()
+    staging = Staging()
     try:
         if mat_path is not None:
             lists = _convert_mat(mat_path, splits_path, mapping_path, out_dir, staging,

@@ -32,8 +32,10 @@ its cost is memory traffic (and page faults), not arithmetic. Here the same recu
 evaluated step by step too, but:
 
 1. Layout: delta and u are transposed once to time-major (L, B, D) (a 2-D transpose, which
-   torch runs as a cache-blocked copy), and one step's state is a contiguous (B, G, N, D // G)
-   slab with the channels innermost, so every elementwise op runs unit-stride over D // G.
+   torch runs as a cache-blocked copy); bias, softplus and ``delta * u`` are then applied chunk
+   by chunk (about 2 MB of steps) in that layout. One step's state is a contiguous
+   (B, G, N, D // G) slab with the channels innermost, so every elementwise op runs unit-stride
+   over D // G.
 2. Blocking: ``exp(delta * A)`` and ``delta * B * u`` are built for ``block_len`` steps at a
    time (about 2 MB, so they stay in cache), the block is scanned with one ``addcmul`` per step
    (``h_t = a_t * h_{t-1} + b_t``) and its states are contracted with C by one batched matmul.
