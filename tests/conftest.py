@@ -5,6 +5,20 @@ import pytest
 TEST_DATA = osp.join(osp.dirname(__file__), 'data')
 
 
+@pytest.fixture(autouse=True)
+def _default_scope(request):
+    """Apply ``@pytest.mark.default_scope('<library>')`` (or a module's ``pytestmark``).
+
+    mmengine's default scope is process-global and decides which library's registry a build
+    resolves in; a test that builds from a registry states its library, as OpenMMLab's own
+    tests do, instead of inheriting whatever an earlier test left.
+    """
+    marker = request.node.get_closest_marker('default_scope')
+    if marker is not None:
+        from mmengine.registry import init_default_scope
+        init_default_scope(marker.args[0])
+
+
 @pytest.fixture
 def test_data_root():
     """Folder of the small real samples bundled with the tests (see tests/data/README.md)."""

@@ -25,7 +25,8 @@ from mmfusion.converters.llvip import create_llvip_infos
 from mmfusion.datasets import LoadPairedImageFromFile, PairedCocoDataset
 from mmfusion.models.data_preprocessors import PairedDetDataPreprocessor
 
-init_default_scope('mmdet')
+pytestmark = pytest.mark.default_scope('mmdet')
+
 
 META_KEYS = ('img_id', 'img_path', 'img_ir_path', 'ori_shape', 'img_shape', 'scale_factor',
              'flip', 'flip_direction', 'homography_matrix', 'pad_shape')

@@ -15,6 +15,9 @@ from torch import nn
 
 from mmfusion.models.fusion.gemini_fusion import GeminiFusionAttention
 
+pytestmark = pytest.mark.default_scope('mmseg')
+
+
 ABLATIONS = [
     dict(),
     dict(use_relation_discriminator=False),

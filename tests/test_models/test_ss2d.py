@@ -13,6 +13,8 @@ from mmfusion.ops.selective_scan import selective_scan_reference
 
 ss2d_module = importlib.import_module('mmfusion.models.layers.ss2d')
 
+pytestmark = pytest.mark.default_scope('mmdet')
+
 
 def _rel_err(a, b):
     """Largest absolute difference relative to the largest magnitude of ``b``."""

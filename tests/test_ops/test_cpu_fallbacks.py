@@ -8,6 +8,9 @@ import torch
 import mmfusion.det3d  # noqa: F401  (installs the fallbacks)
 from mmfusion.ops.cpu_fallbacks import FALLBACKS, install_cpu_fallbacks
 
+pytestmark = pytest.mark.default_scope('mmdet3d')
+
+
 KITTI_BIN = osp.join(osp.dirname(__file__), '..', 'data', 'kitti', 'training', 'velodyne',
                      '000000.bin')
 VOXEL_SIZE = [0.05, 0.05, 0.1]

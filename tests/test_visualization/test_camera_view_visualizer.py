@@ -7,6 +7,8 @@ import torch
 
 import mmfusion.det3d  # noqa: F401
 
+pytestmark = pytest.mark.default_scope('mmdet3d')
+
 
 @pytest.fixture(scope='module')
 def frame(kitti_infos_root):
