@@ -374,12 +374,12 @@ def _time_major(x: Tensor, num_segments: int, seg_len: int) -> Tensor:
     """(B, D, L) -> (seg_len, S * B, D), row ``t`` holding step ``t`` of every segment (position
     ``k * seg_len + t`` of segment ``k``); L is zero-padded to S * seg_len.
 
-    One 2-D transpose, which torch runs as a cache-blocked copy (a 3-D permute is much slower).
+    One 2-D transpose (:func:`_transposed`; a 3-D permute copy is much slower).
     """
     batch, dim, seqlen = x.shape
     if num_segments * seg_len != seqlen:
         x = F.pad(x, (0, num_segments * seg_len - seqlen))
-    x = x.reshape(batch * dim, -1).t().contiguous()  # (S * seg_len, B * D)
+    x = _transposed(x.reshape(batch * dim, -1))  # (S * seg_len, B * D)
     if num_segments == 1:
         return x.view(seg_len, batch, dim)
     x = x.view(num_segments, seg_len, batch, dim).transpose(0, 1)
@@ -395,7 +395,17 @@ def _batch_major(y: Tensor, batch: int, seqlen: int) -> Tensor:
     if num_segments > 1:
         y = y.transpose(0, 1)
     y = y.reshape(num_segments * seg_len, -1)[:seqlen]  # (L, B * D)
-    return y.t().contiguous().view(batch, -1, seqlen)
+    return _transposed(y).view(batch, -1, seqlen)
+
+
+def _transposed(x: Tensor) -> Tensor:
+    """``x.t()`` of a contiguous 2-D ``x`` as a new contiguous tensor.
+
+    The copy into a transposed destination is torch's cache-blocked transpose; zero-filling the
+    destination first (a parallel fill) spreads the page faults of the fresh memory over all
+    threads, which is faster than taking them inside the single-threaded transpose.
+    """
+    return x.new_zeros(x.shape[::-1]).copy_(x.t())
 
 
 def _padding(seqlen: int, num_segments: int, seg_len: int, batch: int,
@@ -457,8 +467,10 @@ def _contract(states: Tensor, C: Tensor, out: Optional[Tensor] = None) -> Tensor
     """
     if C.dim() == 3:
         return torch.sum(torch.mul(states, C, out=None if out is None else states), -2, out=out)
-    y = torch.matmul(C.unsqueeze(-2), states, out=None if out is None else out.unsqueeze(-2))
-    return y.squeeze(-2)
+    batched = states.shape[:-2]
+    y = torch.bmm(C.reshape(-1, 1, C.shape[-1]), states.reshape(-1, *states.shape[-2:]),
+                  out=None if out is None else out.view(-1, 1, out.shape[-1]))
+    return y.view(*batched, -1)
 
 
 def _scan_chunk(dt: Tensor, dtu: Tensor, A2: Tensor, B: Tensor, C: Tensor, h: Tensor,
