@@ -83,7 +83,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from ._io import DatasetFormatError, Staging, check_output_outside
-from .llvip import _child_text, _flag, _image_size, _list_stems, _number
+from ._voc import child_text, flag, image_size, list_stems, number
 
 __all__ = ['create_dronevehicle_infos', 'CLASSES', 'CLASS_MAP']
 
@@ -141,13 +141,13 @@ def _polygon(obj, xml_path, where):
             raise DatasetFormatError(
                 xml_path, f'{where} <polygon> has {len(texts)} numbers, expected 8 '
                 '(x1, y1, ..., x4, y4)')
-        return [_number(t, xml_path, f'{where} <polygon> {n}') for t, n in zip(texts, names)]
+        return [number(t, xml_path, f'{where} <polygon> {n}') for t, n in zip(texts, names)]
     box = obj.find('bndbox')
     if box is None:
         raise DatasetFormatError(xml_path, f'{where} has neither <polygon> nor <bndbox>')
     x0, y0, x1, y1 = (
-        _number(_child_text(box, key, xml_path, f'{where} <bndbox>'), xml_path,
-                f'{where} <bndbox> <{key}>') for key in ('xmin', 'ymin', 'xmax', 'ymax'))
+        number(child_text(box, key, xml_path, f'{where} <bndbox>'), xml_path,
+               f'{where} <bndbox> <{key}>') for key in ('xmin', 'ymin', 'xmax', 'ymax'))
     return [x0, y0, x1, y0, x1, y1, x0, y1]
 
 
@@ -160,13 +160,13 @@ def _parse_xml(xml_path):
     objects = []
     for idx, obj in enumerate(root.findall('object')):
         where = f'object {idx}'
-        raw = _child_text(obj, 'name', xml_path, where)
+        raw = child_text(obj, 'name', xml_path, where)
         key = raw.strip().lower()
         if key not in CLASS_MAP:
             raise DatasetFormatError(
                 xml_path, f'{where} has unknown class {raw!r}; known names: {sorted(CLASS_MAP)}')
         points = _polygon(obj, xml_path, where)
-        flags = {tag: _flag(obj, tag, xml_path, where) for tag in ('truncated', 'difficult')}
+        flags = {tag: flag(obj, tag, xml_path, where) for tag in ('truncated', 'difficult')}
         if CLASS_MAP[key] is None:
             continue
         objects.append(dict(name=CLASS_MAP[key], points=points, **flags))
@@ -201,7 +201,8 @@ def _annotation(obj):
 def _collect_split(root_path, split, label_modality):
     """Validate one split; return ``(coco dict, [(stem, rgb path, ir path)])``."""
     dirs = _folders(root_path, split)
-    rgb, ir = set(_list_stems(dirs['rgb'])), set(_list_stems(dirs['ir']))
+    rgb = set(list_stems(dirs['rgb'], '.jpg', 'split folder'))
+    ir = set(list_stems(dirs['ir'], '.jpg', 'split folder'))
     for have, lack, missing in (('rgb', 'ir', rgb - ir), ('ir', 'rgb', ir - rgb)):
         if missing:
             stem = sorted(missing)[0]
@@ -228,7 +229,7 @@ def _collect_split(root_path, split, label_modality):
             raise DatasetFormatError(rgb_path, f'id {image_id} is also used by {ids[image_id]}')
         ids[image_id] = rgb_path
         for path in (rgb_path, ir_path):
-            actual = _image_size(path)
+            actual = image_size(path)
             if actual != RAW_SIZE:
                 raise DatasetFormatError(
                     path, f'image is {actual[0]}x{actual[1]}, DroneVehicle images are '

@@ -51,8 +51,7 @@ import re
 from tqdm import tqdm
 
 from ._io import DatasetFormatError, check_output_outside, dump_json
-from .llvip import _image_size
-from .m3fd import _coco_annotations, _parse_voc
+from ._voc import coco_annotations, image_size, parse_voc
 
 __all__ = ['create_flir_infos', 'CLASSES']
 
@@ -106,15 +105,15 @@ def _collect_split(root_path, split, ids):
             raise DatasetFormatError(rgb_path, f'RGB partner of {ir_path} is missing')
         if not osp.isfile(xml_path):
             raise DatasetFormatError(xml_path, f'annotation is missing for {ir_path}')
-        width, height, objects, n_drop = _parse_voc(
+        width, height, objects, n_drop = parse_voc(
             xml_path, _CAT_ID, 'FLIR aligned', drop=DROPPED_CLASSES)
         dropped += n_drop
-        actual = _image_size(ir_path)
+        actual = image_size(ir_path)
         if actual != (width, height):
             raise DatasetFormatError(
                 ir_path, f'image is {actual[0]}x{actual[1]} but {xml_path} says '
                 f'{width}x{height}')
-        rgb_width, rgb_height = _image_size(rgb_path)
+        rgb_width, rgb_height = image_size(rgb_path)
         images.append(dict(
             id=number,
             file_name=rgb_rel,
@@ -124,7 +123,7 @@ def _collect_split(root_path, split, ids):
             rgb_width=rgb_width,
             rgb_height=rgb_height,
             flir_id=flir_id))
-        annotations.extend(_coco_annotations(objects, number, _CAT_ID, len(annotations) + 1))
+        annotations.extend(coco_annotations(objects, number, _CAT_ID, len(annotations) + 1))
     coco = dict(
         info=dict(
             description=f'FLIR ADAS aligned {split} split (as distributed with Zhang et al., '

@@ -40,15 +40,12 @@ reaching outside ``[0, width] x [0, height]``, is an error naming the xml and th
 The converter never modifies the dataset, refuses an output folder inside it, validates every
 split completely before writing anything, and writes each json atomically.
 """
-import math
-import os
 import os.path as osp
-import xml.etree.ElementTree as ET
 
-from PIL import Image
 from tqdm import tqdm
 
 from ._io import DatasetFormatError, check_output_outside, dump_json
+from ._voc import coco_annotations, image_size, list_stems, parse_voc
 
 __all__ = ['create_llvip_infos', 'CLASSES']
 
@@ -58,107 +55,12 @@ _MODALITIES = ('visible', 'infrared')
 _IMG_EXT = '.jpg'
 
 
-def _list_stems(folder):
-    """Sorted stems of the ``.jpg`` files in ``folder`` (hidden files ignored)."""
-    if not osp.isdir(folder):
-        raise DatasetFormatError(folder, 'split folder is missing')
-    return sorted(
-        name[:-len(_IMG_EXT)] for name in os.listdir(folder)
-        if name.endswith(_IMG_EXT) and not name.startswith('.')
-        and osp.isfile(osp.join(folder, name)))
-
-
-def _number(text, xml_path, what):
-    """Parse a VOC coordinate or size; integers stay ``int``."""
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        raise DatasetFormatError(xml_path, f'{what} is not a number: {text!r}') from None
-    if not math.isfinite(value):
-        raise DatasetFormatError(xml_path, f'{what} is not finite: {text!r}')
-    return int(value) if value.is_integer() else value
-
-
-def _child_text(elem, tag, xml_path, where):
-    child = elem.find(tag)
-    if child is None or child.text is None or not child.text.strip():
-        raise DatasetFormatError(xml_path, f'{where} has no <{tag}>')
-    return child.text.strip()
-
-
-def _flag(obj, tag, xml_path, where):
-    child = obj.find(tag)
-    if child is None or child.text is None or not child.text.strip():
-        return 0
-    value = _number(child.text.strip(), xml_path, f'{where} <{tag}>')
-    if value not in (0, 1):
-        raise DatasetFormatError(xml_path, f'{where} <{tag}> must be 0 or 1, got {value}')
-    return int(value)
-
-
-def _parse_xml(xml_path):
-    """Read one LLVIP VOC xml.
-
-    Returns:
-        tuple: ``(width, height, objects)`` with ``objects`` a list of dicts with keys
-        ``name``, ``xmin``, ``ymin``, ``xmax``, ``ymax``, ``truncated``, ``difficult``.
-    """
-    try:
-        root = ET.parse(xml_path).getroot()
-    except ET.ParseError as e:
-        raise DatasetFormatError(xml_path, f'malformed xml ({e})') from None
-    size = root.find('size')
-    if size is None:
-        raise DatasetFormatError(xml_path, 'annotation has no <size>')
-    width = _number(_child_text(size, 'width', xml_path, '<size>'), xml_path, '<size> <width>')
-    height = _number(
-        _child_text(size, 'height', xml_path, '<size>'), xml_path, '<size> <height>')
-    if not (isinstance(width, int) and isinstance(height, int)) or width <= 0 or height <= 0:
-        raise DatasetFormatError(xml_path, f'invalid <size> {width}x{height}')
-    objects = []
-    for idx, obj in enumerate(root.findall('object')):
-        where = f'object {idx}'
-        name = _child_text(obj, 'name', xml_path, where)
-        if name not in _CAT_ID:
-            raise DatasetFormatError(
-                xml_path, f'{where} has class {name!r}; LLVIP has only {list(CLASSES)}')
-        box = obj.find('bndbox')
-        if box is None:
-            raise DatasetFormatError(xml_path, f'{where} has no <bndbox>')
-        coords = {
-            key: _number(
-                _child_text(box, key, xml_path, f'{where} <bndbox>'), xml_path,
-                f'{where} <bndbox> <{key}>')
-            for key in ('xmin', 'ymin', 'xmax', 'ymax')
-        }
-        if coords['xmax'] <= coords['xmin'] or coords['ymax'] <= coords['ymin']:
-            raise DatasetFormatError(xml_path, f'{where} has a box of non-positive size {coords}')
-        if (coords['xmin'] < 0 or coords['ymin'] < 0 or coords['xmax'] > width
-                or coords['ymax'] > height):
-            raise DatasetFormatError(
-                xml_path, f'{where} box {coords} lies outside the {width}x{height} image')
-        objects.append(dict(
-            name=name,
-            truncated=_flag(obj, 'truncated', xml_path, where),
-            difficult=_flag(obj, 'difficult', xml_path, where),
-            **coords))
-    return width, height, objects
-
-
-def _image_size(path):
-    """``(width, height)`` from the image header (PIL reads no pixel data here)."""
-    try:
-        with Image.open(path) as img:
-            return img.size
-    except OSError as e:  # includes PIL.UnidentifiedImageError
-        raise DatasetFormatError(path, f'cannot read image ({e})') from None
-
-
 def _collect_split(root_path, split):
     """Validate one split and build its COCO dict (nothing is written here)."""
     stems = {}
     for modality in _MODALITIES:
-        stems[modality] = _list_stems(osp.join(root_path, modality, split))
+        stems[modality] = list_stems(
+            osp.join(root_path, modality, split), _IMG_EXT, 'split folder')
     vis, ir = set(stems['visible']), set(stems['infrared'])
     unpaired = (('visible', 'infrared', vis - ir), ('infrared', 'visible', ir - vis))
     for have, lack, missing in unpaired:
@@ -185,10 +87,10 @@ def _collect_split(root_path, split):
         if not osp.isfile(xml_path):
             raise DatasetFormatError(
                 xml_path, f'annotation is missing for {osp.join(root_path, vis_rel)}')
-        width, height, objects = _parse_xml(xml_path)
+        width, height, objects, _ = parse_voc(xml_path, _CAT_ID, 'LLVIP')
         for rel in (vis_rel, ir_rel):
             path = osp.join(root_path, rel)
-            actual = _image_size(path)
+            actual = image_size(path)
             if actual != (width, height):
                 raise DatasetFormatError(
                     path, f'image is {actual[0]}x{actual[1]} but {xml_path} says '
@@ -201,18 +103,8 @@ def _collect_split(root_path, split):
             width=width,
             height=height,
             llvip_id=stem))
-        for obj in objects:
-            w = obj['xmax'] - obj['xmin']
-            h = obj['ymax'] - obj['ymin']
-            annotations.append(dict(
-                id=len(annotations) + 1,
-                image_id=image_id,
-                category_id=_CAT_ID[obj['name']],
-                bbox=[obj['xmin'], obj['ymin'], w, h],
-                area=w * h,
-                iscrowd=0,
-                truncated=obj['truncated'],
-                difficult=obj['difficult']))
+        annotations.extend(
+            coco_annotations(objects, image_id, _CAT_ID, len(annotations) + 1))
     return dict(
         info=dict(
             description=f'LLVIP {split} split (Jia et al., ICCV Workshops 2021), '

@@ -57,12 +57,11 @@ folder inside it, validates everything before writing, and writes each json atom
 import hashlib
 import os
 import os.path as osp
-import xml.etree.ElementTree as ET
 
 from tqdm import tqdm
 
 from ._io import DatasetFormatError, check_output_outside, dump_json
-from .llvip import _child_text, _flag, _image_size, _number
+from ._voc import coco_annotations, image_size, list_stems, parse_voc
 
 __all__ = ['create_m3fd_infos', 'CLASSES']
 
@@ -70,97 +69,6 @@ CLASSES = ('People', 'Car', 'Bus', 'Motorcycle', 'Lamp', 'Truck')
 _CAT_ID = {name: i + 1 for i, name in enumerate(CLASSES)}
 _SUBDIRS = ('Annotation', 'Ir', 'Vis')
 _IMG_EXT = '.png'
-
-
-def _list_stems(folder, ext):
-    """Sorted stems of the files ending in ``ext`` in ``folder`` (hidden files ignored)."""
-    if not osp.isdir(folder):
-        raise DatasetFormatError(folder, 'folder is missing')
-    return sorted(
-        name[:-len(ext)] for name in os.listdir(folder)
-        if name.endswith(ext) and not name.startswith('.')
-        and osp.isfile(osp.join(folder, name)))
-
-
-def _parse_voc(xml_path, cat_ids, dataset, drop=()):
-    """Read one Pascal VOC xml (the root tag may be ``annotation`` or ``Annotation``).
-
-    A generalisation of :func:`mmfusion.converters.llvip._parse_xml` to any class list.
-
-    Args:
-        xml_path (str): The xml file.
-        cat_ids (dict): ``{class name: category id}``; any other name is an error.
-        dataset (str): Dataset name for error messages.
-        drop (Sequence[str]): Class names whose objects are skipped (not validated further).
-
-    Returns:
-        tuple: ``(width, height, objects, dropped)``: ``objects`` a list of dicts with keys
-        ``name``, ``xmin``, ``ymin``, ``xmax``, ``ymax``, ``truncated``, ``difficult``;
-        ``dropped`` the number of skipped objects.
-    """
-    try:
-        root = ET.parse(xml_path).getroot()
-    except ET.ParseError as e:
-        raise DatasetFormatError(xml_path, f'malformed xml ({e})') from None
-    if root.tag.lower() != 'annotation':
-        raise DatasetFormatError(xml_path, f'root tag is <{root.tag}>, not <annotation>')
-    size = root.find('size')
-    if size is None:
-        raise DatasetFormatError(xml_path, 'annotation has no <size>')
-    width = _number(_child_text(size, 'width', xml_path, '<size>'), xml_path, '<size> <width>')
-    height = _number(
-        _child_text(size, 'height', xml_path, '<size>'), xml_path, '<size> <height>')
-    if not (isinstance(width, int) and isinstance(height, int)) or width <= 0 or height <= 0:
-        raise DatasetFormatError(xml_path, f'invalid <size> {width}x{height}')
-    objects, dropped = [], 0
-    for idx, obj in enumerate(root.findall('object')):
-        where = f'object {idx}'
-        name = _child_text(obj, 'name', xml_path, where)
-        if name in drop:
-            dropped += 1
-            continue
-        if name not in cat_ids:
-            raise DatasetFormatError(
-                xml_path, f'{where} has class {name!r}; {dataset} has only {list(cat_ids)}')
-        box = obj.find('bndbox')
-        if box is None:
-            raise DatasetFormatError(xml_path, f'{where} has no <bndbox>')
-        coords = {
-            key: _number(
-                _child_text(box, key, xml_path, f'{where} <bndbox>'), xml_path,
-                f'{where} <bndbox> <{key}>')
-            for key in ('xmin', 'ymin', 'xmax', 'ymax')
-        }
-        if coords['xmax'] <= coords['xmin'] or coords['ymax'] <= coords['ymin']:
-            raise DatasetFormatError(xml_path, f'{where} has a box of non-positive size {coords}')
-        if (coords['xmin'] < 0 or coords['ymin'] < 0 or coords['xmax'] > width
-                or coords['ymax'] > height):
-            raise DatasetFormatError(
-                xml_path, f'{where} box {coords} lies outside the {width}x{height} image')
-        objects.append(dict(
-            name=name,
-            truncated=_flag(obj, 'truncated', xml_path, where),
-            difficult=_flag(obj, 'difficult', xml_path, where),
-            **coords))
-    return width, height, objects, dropped
-
-
-def _coco_annotations(objects, image_id, cat_ids, first_id):
-    """COCO annotation dicts for ``objects``; ids from ``first_id``."""
-    anns = []
-    for obj in objects:
-        w = obj['xmax'] - obj['xmin']
-        h = obj['ymax'] - obj['ymin']
-        anns.append(dict(
-            id=first_id + len(anns),
-            image_id=image_id,
-            category_id=cat_ids[obj['name']],
-            bbox=[obj['xmin'], obj['ymin'], w, h],
-            area=w * h,
-            iscrowd=0,
-            truncated=obj['truncated'],
-            difficult=obj['difficult']))
-    return anns
 
 
 def _subfolders(folder):
@@ -187,8 +95,8 @@ def _find_scenes(root_path):
 def _collect_scene(root_path, scene, folder):
     """Validate one scene folder; returns ``[(stem, vis_rel, ir_rel, w, h, objects)]``."""
     prefix = f'{scene}/' if scene else ''
-    vis = set(_list_stems(osp.join(folder, 'Vis'), _IMG_EXT))
-    ir = set(_list_stems(osp.join(folder, 'Ir'), _IMG_EXT))
+    vis = set(list_stems(osp.join(folder, 'Vis'), _IMG_EXT))
+    ir = set(list_stems(osp.join(folder, 'Ir'), _IMG_EXT))
     for have, lack, missing in (('Vis', 'Ir', vis - ir), ('Ir', 'Vis', ir - vis)):
         if missing:
             stem = sorted(missing)[0]
@@ -209,10 +117,10 @@ def _collect_scene(root_path, scene, folder):
         if not osp.isfile(xml_path):
             raise DatasetFormatError(
                 xml_path, f'annotation is missing for {osp.join(root_path, vis_rel)}')
-        width, height, objects, _ = _parse_voc(xml_path, _CAT_ID, 'M3FD')
+        width, height, objects, _ = parse_voc(xml_path, _CAT_ID, 'M3FD')
         for rel in (vis_rel, ir_rel):
             path = osp.join(root_path, rel)
-            actual = _image_size(path)
+            actual = image_size(path)
             if actual != (width, height):
                 raise DatasetFormatError(
                     path, f'image is {actual[0]}x{actual[1]} but {xml_path} says '
@@ -280,7 +188,7 @@ def create_m3fd_infos(root_path, out_dir, extra_tag='m3fd', val_ratio=0.2, seed=
                 height=height,
                 scene=scene,
                 m3fd_id=stem))
-            info['annotations'].extend(_coco_annotations(
+            info['annotations'].extend(coco_annotations(
                 objects, image_id, _CAT_ID, len(info['annotations']) + 1))
     out_paths = {}
     for split, info in infos.items():
