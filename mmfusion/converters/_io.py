@@ -8,6 +8,7 @@ import json
 import os
 import os.path as osp
 import pickle
+import shutil
 import tempfile
 from contextlib import contextmanager
 
@@ -68,6 +69,41 @@ def check_output_outside(out_path, dataset_root):
     if out == root or out.startswith(root + os.sep):
         raise ValueError(f'output {out_path} lies inside the dataset {dataset_root}; '
                          'converters never write into the dataset they read')
+
+
+def log(msg):
+    """Log through mmengine's current logger (plain ``print`` if mmengine is missing)."""
+    try:
+        from mmengine.logging import print_log
+    except ImportError:
+        print(msg)
+    else:
+        print_log(msg, logger='current')
+
+
+@contextmanager
+def staging_dir(out_dir, tag):
+    """A scratch folder ``out_dir/.tmp-<tag>-*`` for outputs built before :func:`commit_staged`.
+
+    ``out_dir`` is created if missing. On an error the scratch folder is removed, and so is
+    ``out_dir`` if this call created it and it is still empty; on success the scratch folder is
+    removed after the ``with`` block (commit the outputs inside it).
+
+    Yields:
+        str: The scratch folder (on the same file system as ``out_dir``).
+    """
+    out_dir = osp.abspath(out_dir)
+    created = not osp.isdir(out_dir)
+    os.makedirs(out_dir, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=out_dir, prefix=f'.tmp-{tag}-')
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if created and not os.listdir(out_dir):
+            os.rmdir(out_dir)
+        raise
+    shutil.rmtree(tmp)
 
 
 def commit_staged(stage, out_dir, names, backup_dir):

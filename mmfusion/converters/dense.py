@@ -76,13 +76,12 @@ import json
 import os
 import os.path as osp
 import re
-import shutil
-import tempfile
 
 import numpy as np
 from PIL import Image
 
-from ._io import DatasetFormatError, check_output_outside, commit_staged, dump_pickle
+from ._io import (DatasetFormatError, check_output_outside, commit_staged, dump_pickle, log,
+                  staging_dir)
 
 __all__ = ['create_dense_infos', 'load_dense_calib', 'CLASS_MAPPING']
 
@@ -110,15 +109,6 @@ _LABEL_FIELDS = 15
 _SPLIT_LINE = re.compile(r'^(\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}),(\d{5})$')
 # KITTI difficulty: (min bbox height px, max occlusion level, max truncation) per level.
 _DIFFICULTY = ((40, 0, 0.15), (25, 1, 0.30), (25, 2, 0.50))
-
-
-def _log(msg):
-    try:
-        from mmengine.logging import print_log
-    except ImportError:
-        print(msg)
-    else:
-        print_log(msg, logger='current')
 
 
 # ------------------------------------------------------------------------------------------
@@ -394,10 +384,7 @@ def create_dense_infos(root_path, out_dir, extra_tag='dense', splits=None, calib
 
     metainfo = dict(categories=dict(CATEGORIES), dataset='dense', info_version='1.1')
     out_dir = osp.abspath(out_dir)
-    created_out = not osp.isdir(out_dir)
-    os.makedirs(out_dir, exist_ok=True)
-    tmp = tempfile.mkdtemp(dir=out_dir, prefix='.tmp-dense-')
-    try:
+    with staging_dir(out_dir, 'dense') as tmp:
         stage = osp.join(tmp, 'stage')
         os.makedirs(stage)
         top = []
@@ -412,12 +399,6 @@ def create_dense_infos(root_path, out_dir, extra_tag='dense', splits=None, calib
                         osp.join(stage, names[split]))
             top.append(names[split])
         commit_staged(stage, out_dir, top, osp.join(tmp, 'replaced'))
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if created_out and not os.listdir(out_dir):
-            os.rmdir(out_dir)
-        raise
-    shutil.rmtree(tmp)
     outputs = {k: osp.join(out_dir, v) for k, v in names.items()}
-    _log(f'DENSE: wrote {len(outputs)} info files ({", ".join(outputs)}) to {out_dir}')
+    log(f'DENSE: wrote {len(outputs)} info files ({", ".join(outputs)}) to {out_dir}')
     return outputs

@@ -50,7 +50,7 @@ import re
 
 from tqdm import tqdm
 
-from ._io import DatasetFormatError, check_output_outside, dump_json
+from ._io import DatasetFormatError, check_output_outside, dump_json, log
 from ._voc import coco_annotations, image_size, parse_voc
 
 __all__ = ['create_flir_infos', 'CLASSES']
@@ -60,15 +60,6 @@ DROPPED_CLASSES = ('dog', )
 _CAT_ID = {name: i + 1 for i, name in enumerate(CLASSES)}
 _SPLIT_FILES = (('train', 'align_train.txt'), ('val', 'align_validation.txt'))
 _LINE = re.compile(r'^(FLIR_(\d+))(?:_PreviewData)?$')
-
-
-def _log(msg):
-    try:
-        from mmengine.logging import print_log
-    except ImportError:
-        print(msg)
-    else:
-        print_log(msg, logger='current')
 
 
 def _read_split(path):
@@ -171,8 +162,8 @@ def create_flir_infos(root_path, out_dir, extra_tag='flir'):
     for split, ids in splits.items():
         infos[split], dropped = _collect_split(root_path, split, ids)
         if dropped:
-            _log(f'FLIR aligned {split}: dropped {dropped} {"/".join(DROPPED_CLASSES)} box(es) '
-                 f'(classes kept: {", ".join(CLASSES)})')
+            log(f'FLIR aligned {split}: dropped {dropped} {"/".join(DROPPED_CLASSES)} box(es) '
+                f'(classes kept: {", ".join(CLASSES)})')
     out_paths = {}
     for split, info in infos.items():
         path = osp.join(out_dir, f'{extra_tag}_infos_{split}.json')

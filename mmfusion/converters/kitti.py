@@ -64,14 +64,13 @@ Output layout (``data_root = out_dir`` for stock mmdet3d KITTI configs, with the
 import importlib
 import os
 import os.path as osp
-import shutil
 import sys
-import tempfile
 
 from PIL import Image
 from tqdm import tqdm
 
-from ._io import DatasetFormatError, check_output_outside, commit_staged, dump_pickle
+from ._io import (DatasetFormatError, check_output_outside, commit_staged, dump_pickle, log,
+                  staging_dir)
 
 __all__ = ['create_kitti_infos']
 
@@ -88,15 +87,6 @@ _FRAME_FILES = {
 _CALIB_KEYS = (('P0', 12), ('P1', 12), ('P2', 12), ('P3', 12), ('R0_rect', 9),
                ('Tr_velo_to_cam', 12), ('Tr_imu_to_velo', 12))
 _POINT_BYTES = 16  # float32 x, y, z, reflectance
-
-
-def _log(msg):
-    try:
-        from mmengine.logging import print_log
-    except ImportError:  # mmengine comes with mmdet3d; validation runs without it
-        print(msg)
-    else:
-        print_log(msg, logger='current')
 
 
 def _stock_tools():
@@ -275,10 +265,10 @@ def _read_splits(root):
     test_file = osp.join(imagesets, 'test.txt')
     test_ids = _read_ids(test_file) if osp.isfile(test_file) else []
     if not test_ids:
-        _log(f'KITTI: no test split ({test_file} is missing or empty); skipping the test infos')
+        log(f'KITTI: no test split ({test_file} is missing or empty); skipping the test infos')
     elif not osp.isdir(osp.join(root, 'testing')):
-        _log(f'KITTI: {test_file} lists {len(test_ids)} frames but there is no '
-             f'{osp.join(root, "testing")} folder; skipping the test infos')
+        log(f'KITTI: {test_file} lists {len(test_ids)} frames but there is no '
+            f'{osp.join(root, "testing")} folder; skipping the test infos')
     else:
         splits['test'] = test_ids
     return splits
@@ -334,7 +324,7 @@ def _build(root, stage, v1_dir, splits, extra_tag, with_plane, tools):
         if split not in splits:
             continue
         training = split != 'test'
-        _log(f'KITTI: gathering {split} infos ({len(splits[split])} frames)')
+        log(f'KITTI: gathering {split} infos ({len(splits[split])} frames)')
         infos[split] = kitti_data_utils.get_kitti_image_info(
             root, training=training, label_info=training, velodyne=True, calib=True,
             with_plane=with_plane and training, image_ids=list(splits[split]),
@@ -351,7 +341,7 @@ def _build(root, stage, v1_dir, splits, extra_tag, with_plane, tools):
     for split in ('train', 'val', 'test'):
         if split in v1_paths:
             folder = 'testing' if split == 'test' else 'training'
-            _log(f'KITTI: reducing the {split} point clouds to the image_2 field of view')
+            log(f'KITTI: reducing the {split} point clouds to the image_2 field of view')
             kitti_converter._create_reduced_point_cloud(
                 root, v1_paths[split], save_path=osp.join(stage, folder, 'velodyne_reduced'))
 
@@ -415,10 +405,7 @@ def create_kitti_infos(root_path, out_dir, extra_tag='kitti', with_plane=False):
     tools = _stock_tools()
 
     out_dir = osp.abspath(out_dir)
-    created_out = not osp.isdir(out_dir)
-    os.makedirs(out_dir, exist_ok=True)
-    tmp = tempfile.mkdtemp(dir=out_dir, prefix='.tmp-kitti-')
-    try:
+    with staging_dir(out_dir, 'kitti') as tmp:
         stage = osp.join(tmp, 'stage')
         v1_dir = osp.join(tmp, 'v1')  # not under stage: see update_kitti_infos' 5 s sleep
         os.makedirs(stage)
@@ -428,12 +415,6 @@ def create_kitti_infos(root_path, out_dir, extra_tag='kitti', with_plane=False):
         top += [names[k] for k in ('train', 'val', 'trainval', 'test') if k in names]
         top += [f'{extra_tag}_gt_database', names['dbinfos']]
         commit_staged(stage, out_dir, top, osp.join(tmp, 'replaced'))
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if created_out and not os.listdir(out_dir):
-            os.rmdir(out_dir)
-        raise
-    shutil.rmtree(tmp)
     outputs = {k: osp.join(out_dir, v) for k, v in names.items()}
-    _log(f'KITTI: wrote {", ".join(sorted(outputs))} to {out_dir}')
+    log(f'KITTI: wrote {", ".join(sorted(outputs))} to {out_dir}')
     return outputs

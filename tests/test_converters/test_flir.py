@@ -67,7 +67,7 @@ def _load(paths):
 
 def test_convert(flir_root, tmp_path, monkeypatch):
     logs = []
-    monkeypatch.setattr(flir, '_log', logs.append)
+    monkeypatch.setattr(flir, 'log', logs.append)
     before = _tree_hash(flir_root)
     out_dir = tmp_path / 'out'
     paths = create_flir_infos(str(flir_root), str(out_dir))
