@@ -19,9 +19,15 @@ Steps (the logic lives in importable modules; this script wires them):
    normalised by ``model.data_preprocessor``;
 5. fit diagonal Gaussian mixtures for every K of ``--k-range`` and keep the lowest BIC:
    :func:`mmfusion.models.losses.fit_gmm_by_bic`;
+   With ``--degradation KIND SEVERITY`` (the ``P_degraded`` ablation of the paper) the same
+   selected samples are degraded by :class:`~mmfusion.datasets.transforms.RGBDegradation`
+   (inserted right after the loading transform, seeded by ``--seed``) before their features
+   are extracted; selection still measures the clean images, so P_normal and P_degraded are
+   fitted on the same images;
 6. write ``--out`` (read by ``GMMNegLogLikelihoodLoss(gmm_file=...)``): the mixture plus
    ``chosen_k``, ``bic`` ({K: BIC}), ``k_selection``, ``selection`` (statistics),
-   ``selected_images``, ``config``, ``checkpoint``, ``split``, ``seed``, ``feature_dim``.
+   ``selected_images``, ``config``, ``checkpoint``, ``split``, ``seed``, ``feature_dim``,
+   ``degradation`` (None, or ``dict(kind=, severity=)``).
 
 Batch size 1 is the default so a sample's features do not depend on the padding of a batch.
 
@@ -29,6 +35,9 @@ Example::
 
     python tools/fit_gmm.py configs/damf/<config>.py work_dirs/rgb_detector/epoch_50.pth \\
         --out work_dirs/damf/gmm_normal.pth --k-range 2 16 --num-samples 2000 --seed 0
+    # P_degraded: the same images, over-exposed at severity 3
+    python tools/fit_gmm.py configs/damf/<config>.py work_dirs/rgb_detector/epoch_50.pth \\
+        --out work_dirs/damf/gmm_degraded.pth --degradation overexposure 3 --seed 0
 """
 import argparse
 import copy
@@ -76,6 +85,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--num-bins', type=int, default=4, help='brightness strata')
     parser.add_argument('--channel-order', choices=['bgr', 'rgb'], default='bgr',
                         help="channel order of the pipeline's images (mmcv loads BGR)")
+    parser.add_argument('--degradation', nargs=2, metavar=('KIND', 'SEVERITY'), default=None,
+                        help='fit P_degraded: degrade the selected images (RGBDegradation kind '
+                        'and severity 0-5) before extracting features')
     parser.add_argument('--batch-size', type=int, default=1)
     parser.add_argument('--num-workers', type=int, default=0)
     parser.add_argument('--device', default=None, help='default: cuda if available, else cpu')
@@ -165,6 +177,20 @@ class _ImageStatistics(TorchDataset):
                 results.get('img_path'))
 
 
+def degrade_after_loading(dataset_cfg: ConfigDict, kind: str, severity: float,
+                          seed: int) -> ConfigDict:
+    """Copy of ``dataset_cfg`` whose pipeline degrades the RGB image right after loading.
+
+    Raises:
+        ValueError: If ``kind`` is not a degradation of
+            :class:`~mmfusion.datasets.transforms.RGBDegradation` (raised when built).
+    """
+    degraded = copy.deepcopy(dataset_cfg)
+    degraded.pipeline.insert(
+        1, dict(type='RGBDegradation', kind=kind, severity=severity, seed=seed))
+    return degraded
+
+
 def measure_images(dataset, load_cfg: dict, num_workers: int, channel_order: str):
     """Brightness and contrast (both (N,)) of every raw RGB image, and the N image paths."""
     loader = DataLoader(_ImageStatistics(dataset, load_cfg, channel_order), batch_size=None,
@@ -234,6 +260,14 @@ def main(argv: Optional[List[str]] = None) -> dict:
             f'contrast {summary["all"]["contrast"]}. Use a split with well-exposed images or '
             'adjust --brightness-range/--min-contrast')
 
+    degradation = None
+    if args.degradation is not None:
+        degradation = dict(kind=args.degradation[0], severity=float(args.degradation[1]))
+        dataset = DATASETS.build(
+            degrade_after_loading(dataset_cfg, degradation['kind'], degradation['severity'],
+                                  args.seed))
+        print_log(f'P_degraded: features of the selected images under {degradation}',
+                  logger='current')
     features = extract_features(model, Subset(dataset, indices.tolist()), args.batch_size,
                                 args.num_workers)
     gmm, bic, info = fit_gmm_by_bic(features, args.k_range, args.seed)
@@ -244,7 +278,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
         selected_images=[paths[i] for i in indices], selected_indices=indices.tolist(),
         config=osp.abspath(args.config), checkpoint=args.checkpoint, split=args.split,
         seed=args.seed, num_samples_requested=args.num_samples,
-        feature_source='extract_cls_features', created=time.strftime('%Y-%m-%d %H:%M:%S'))
+        feature_source='extract_cls_features', degradation=degradation, created=time.strftime('%Y-%m-%d %H:%M:%S'))
     prior.save(args.out, **record)
     print_log(f'Gaussian mixture (K={prior.num_components}, d={prior.feature_dim}, '
               f'{len(features)} samples) written to {args.out}', logger='current')

@@ -207,6 +207,39 @@ def test_fit_gmm_errors(mixed_json, tmp_path):
         fit_gmm.main([degraded, ckpt, '--out', out])
 
 
+def test_fit_gmm_degraded_prior(mixed_json, tmp_path):
+    """--degradation (P_degraded): the same selected images, features of their degraded form."""
+    from mmfusion.datasets.transforms import RGBDegradation
+    ann_file, _ = mixed_json
+    cfg_path = _config(tmp_path, ann_file)
+    model_cfg = Config.fromfile(cfg_path).model
+    model_cfg.loss_gmm = None
+    ckpt, model = _checkpoint(tmp_path, model_cfg)
+    clean = fit_gmm.main([cfg_path, ckpt, '--out', str(tmp_path / 'normal.pth'),
+                          '--k-range', '1', '1', '--seed', '0'])
+    out = str(tmp_path / 'degraded.pth')
+    record = fit_gmm.main([cfg_path, ckpt, '--out', out, '--k-range', '1', '1', '--seed', '0',
+                           '--degradation', 'overexposure', '4'])
+    assert record['degradation'] == dict(kind='overexposure', severity=4.0)
+    assert clean['degradation'] is None
+    assert record['selected_images'] == clean['selected_images']
+    # K=1: the mixture mean is the mean CLS feature of the over-exposed selected images
+    degrade = RGBDegradation(kind='overexposure', severity=4.0, seed=0)
+    feats = []
+    with torch.no_grad():
+        for path in record['selected_images']:
+            img = degrade(dict(img=mmcv.imread(path), img_path=path))['img']
+            img = mmcv.imrescale(img, SCALE)[..., ::-1]
+            x = (torch.from_numpy(img.copy()).permute(2, 0, 1).float()
+                 - torch.tensor(MEAN).view(3, 1, 1)) / torch.tensor(STD).view(3, 1, 1)
+            feats.append(model.extract_cls_features(x[None]).double().numpy()[0])
+    np.testing.assert_allclose(GaussianMixturePrior.from_file(out).means.numpy()[0],
+                               np.mean(feats, 0), rtol=1e-4, atol=1e-5)
+    assert not np.allclose(GaussianMixturePrior.from_file(out).means.numpy(),
+                           GaussianMixturePrior.from_file(
+                               str(tmp_path / 'normal.pth')).means.numpy(), atol=1e-3)
+
+
 def test_fit_gmm_with_the_damf_detector(mixed_json, tmp_path):
     """The real DAMFDetector (tiny stage-0 config of projects/DAMF) through the tool."""
     ann_file, _ = mixed_json
