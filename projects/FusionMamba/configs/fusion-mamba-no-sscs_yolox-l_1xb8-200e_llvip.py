@@ -1,0 +1,5 @@
+# Ablation (paper Sec. 4, FMB components): Fusion-Mamba without SSCS; the DSSF blocks take the
+# stage outputs directly. Everything else as fusion-mamba_yolox-l_1xb8-200e_llvip.py.
+_base_ = ['./fusion-mamba_yolox-l_1xb8-200e_llvip.py']
+
+model = dict(backbone=dict(fusion_cfg=dict(use_sscs=False)))
