@@ -1,12 +1,17 @@
 """Entry point for mmdet configs: ``custom_imports = dict(imports=['mmfusion.det'])``.
 
-Importing it registers mmfusion's RGB + infrared detection modules (Fusion-Mamba, DAMF) into
-``mmdet.registry``: the dataset ``PairedCocoDataset``; the transforms
-``LoadPairedImageFromFile``, ``PairedResize``, ``PairedRandomFlip``, ``PairedRandomCrop``,
-``PairedPad``, ``InfraredTransform``, ``PackPairedDetInputs``; the model-side
-``PairedDetDataPreprocessor``; the state-space layers ``SS2D`` and ``VSSBlock`` (Fusion-Mamba).
-It also applies the checkpoint-loading fix of :mod:`mmfusion.utils.compat` (mmengine 0.10.7
-under torch>=2.6).
+Importing it registers mmfusion's RGB + infrared detection modules into ``mmdet.registry``
+and applies the checkpoint-loading fix of :mod:`mmfusion.utils.compat` (mmengine 0.10.7 under
+torch>=2.6):
+
+- data: the dataset ``PairedCocoDataset``; the transforms ``LoadPairedImageFromFile``,
+  ``PairedResize``, ``PairedRandomFlip``, ``PairedRandomCrop``, ``PairedPad``,
+  ``PairedMosaic``, ``InfraredTransform``, ``PackPairedDetInputs``; the degradations
+  ``RGBDegradation`` and ``RandomRGBDegradation`` (reusable by every RGB-IR method);
+- model side, shared: ``PairedDetDataPreprocessor``, ``PairedSingleStageDetector``;
+- Fusion-Mamba: ``SS2D``, ``VSSBlock``, ``StateSpaceChannelSwapping`` (SSCS),
+  ``DualStateSpaceFusion`` (DSSF), ``FusionMambaBlock`` (FMB), ``DualStreamCSPDarknet``;
+- DAMF: ``DAMFDetector``, ``DistributionAlignedFusion``, ``GMMNegLogLikelihoodLoss``.
 
 Paired pipeline, as the Fusion-Mamba/DAMF configs use it::
 
@@ -19,10 +24,17 @@ Paired pipeline, as the Fusion-Mamba/DAMF configs use it::
     ]
 """
 from mmfusion.datasets import (InfraredTransform, LoadPairedImageFromFile,  # noqa: F401
-                               PackPairedDetInputs, PairedCocoDataset, PairedPad,
-                               PairedRandomCrop, PairedRandomFlip, PairedResize)
+                               PackPairedDetInputs, PairedCocoDataset, PairedMosaic,
+                               PairedPad, PairedRandomCrop, PairedRandomFlip, PairedResize,
+                               RandomRGBDegradation, RGBDegradation)
+from mmfusion.models.backbones import DualStreamCSPDarknet  # noqa: F401
 from mmfusion.models.data_preprocessors import PairedDetDataPreprocessor  # noqa: F401
+from mmfusion.models.detectors import DAMFDetector, PairedSingleStageDetector  # noqa: F401
+from mmfusion.models.fusion import (DistributionAlignedFusion,  # noqa: F401
+                                    DualStateSpaceFusion, FusionMambaBlock,
+                                    StateSpaceChannelSwapping)
 from mmfusion.models.layers import SS2D, VSSBlock  # noqa: F401
+from mmfusion.models.losses import GMMNegLogLikelihoodLoss  # noqa: F401
 from mmfusion.utils.compat import restore_mmengine_checkpoint_loading
 
 restore_mmengine_checkpoint_loading()

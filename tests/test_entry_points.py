@@ -10,7 +10,21 @@ SCRIPT = textwrap.dedent("""
               ('mmfusion.det', 'mmdet.registry', 'DATASETS', 'PairedCocoDataset'),
               ('mmfusion.det', 'mmdet.registry', 'MODELS', 'PairedDetDataPreprocessor'),
               ('mmfusion.det', 'mmdet.registry', 'MODELS', 'VSSBlock'),
-              ('mmfusion.seg', 'mmseg.registry', 'MODELS', 'GeminiFusionAttention')]
+              ('mmfusion.det', 'mmdet.registry', 'TRANSFORMS', 'PairedMosaic'),
+              ('mmfusion.det', 'mmdet.registry', 'TRANSFORMS', 'RGBDegradation'),
+              ('mmfusion.det', 'mmdet.registry', 'MODELS', 'FusionMambaBlock'),
+              ('mmfusion.det', 'mmdet.registry', 'MODELS', 'DualStreamCSPDarknet'),
+              ('mmfusion.det', 'mmdet.registry', 'MODELS', 'PairedSingleStageDetector'),
+              ('mmfusion.det', 'mmdet.registry', 'MODELS', 'DAMFDetector'),
+              ('mmfusion.det', 'mmdet.registry', 'MODELS', 'DistributionAlignedFusion'),
+              ('mmfusion.det', 'mmdet.registry', 'MODELS', 'GMMNegLogLikelihoodLoss'),
+              ('mmfusion.seg', 'mmseg.registry', 'MODELS', 'GeminiFusionAttention'),
+              ('mmfusion.seg', 'mmseg.registry', 'MODELS', 'GeminiMixVisionTransformer'),
+              ('mmfusion.seg', 'mmseg.registry', 'MODELS', 'GeminiFusionEncoderDecoder'),
+              ('mmfusion.seg', 'mmseg.registry', 'MODELS', 'RGBDSegDataPreProcessor'),
+              ('mmfusion.seg', 'mmseg.registry', 'DATASETS', 'NYUDv2Dataset'),
+              ('mmfusion.seg', 'mmseg.registry', 'TRANSFORMS', 'LoadDepthFromFile'),
+              ('mmfusion.seg', 'mmseg.registry', 'METRICS', 'MultiOutputIoUMetric')]
     import importlib
     for entry, registry, table, name in checks:
         Config.fromstring(f"custom_imports = dict(imports=['{entry}'])", '.py')  # imports it
