@@ -189,3 +189,22 @@ def test_bad_shapes_raise(x_a, x_b, name):
 def test_bad_arguments_raise(kwargs):
     with pytest.raises(ValueError):
         GeminiFusionAttention(**kwargs)
+
+
+def test_cpu_chunking_equals_one_pass():
+    """``chunk_tokens`` splits the B * N independent tokens; result and gradients unchanged."""
+    torch.manual_seed(0)
+    chunked = GeminiFusionAttention(16, num_heads=4, chunk_tokens=7)
+    whole = GeminiFusionAttention(16, num_heads=4, chunk_tokens=None)
+    whole.load_state_dict(chunked.state_dict())
+    x_a = torch.randn(3, 16, 5, 6, requires_grad=True)  # 90 tokens: 13 chunks, the last short
+    x_b = torch.randn(3, 16, 5, 6, requires_grad=True)
+    outs = []
+    for module in (chunked, whole):
+        y_a, y_b = module(x_a, x_b)
+        grads = torch.autograd.grad((y_a * y_a).sum() + y_b.sum(), [x_a, x_b])
+        outs.append((y_a, y_b, *grads))
+    for got, want in zip(*outs):
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match='chunk_tokens'):
+        GeminiFusionAttention(16, num_heads=4, chunk_tokens=0)
