@@ -7,6 +7,10 @@ from tests.utils import PYTHON, run_tool
 SCRIPT = textwrap.dedent("""
     from mmengine.config import Config
     checks = [('mmfusion.det3d', 'mmdet3d.registry', 'VISUALIZERS', 'CameraViewDet3DVisualizer'),
+              ('mmfusion.det3d', 'mmdet3d.registry', 'MODELS', 'GeminiPointFusion'),
+              ('mmfusion.det3d', 'mmdet3d.registry', 'MODELS', 'SpaceAlignment'),
+              ('mmfusion.det3d', 'mmdet3d.registry', 'MODELS', 'LatentCrossModalFusion'),
+              ('mmfusion.det3d', 'mmdet3d.registry', 'MODELS', 'ScaleAlignedFusion'),
               ('mmfusion.det', 'mmdet.registry', 'DATASETS', 'PairedCocoDataset'),
               ('mmfusion.det', 'mmdet.registry', 'MODELS', 'PairedDetDataPreprocessor'),
               ('mmfusion.det', 'mmdet.registry', 'MODELS', 'VSSBlock'),
