@@ -19,6 +19,19 @@ def _default_scope(request):
         init_default_scope(marker.args[0])
 
 
+@pytest.fixture(autouse=True, scope='module')
+def _module_default_scope(request):
+    """The same for a module's ``pytestmark``, before its module-scoped fixtures build.
+
+    Autouse fixtures run first within their scope, so a module-scoped fixture that builds from a
+    registry sees the module's library, not whatever scope the previous module left.
+    """
+    marker = request.node.get_closest_marker('default_scope')
+    if marker is not None:
+        from mmengine.registry import init_default_scope
+        init_default_scope(marker.args[0])
+
+
 @pytest.fixture
 def test_data_root():
     """Folder of the small real samples bundled with the tests (see tests/data/README.md)."""
