@@ -7,9 +7,10 @@
 #   data/M3FD/{Vis,Ir,Annotation}/...  (flat release, or the per-scene layout)
 #   python tools/create_data.py m3fd --root-path data/M3FD --out-dir data/m3fd_infos
 # Validation and test use the converter's val split.
-dataset_type = 'PairedCocoDataset'
-data_root = 'data/'
+# Pipelines, loaders and metric as the LLVIP base; only the data files and classes differ.
+_base_ = './llvip_paired_detection.py'
 # the json file names are relative to the release root
+data_root = 'data/'  # as the LLVIP base (its loaders keep it)
 data_prefix = dict(img='M3FD/', img_ir='M3FD/')
 train_ann_file = 'm3fd_infos/m3fd_infos_train.json'
 test_ann_file = 'm3fd_infos/m3fd_infos_val.json'
@@ -17,62 +18,11 @@ metainfo = dict(
     classes=('People', 'Car', 'Bus', 'Motorcycle', 'Lamp', 'Truck'),
     palette=[(220, 20, 60), (0, 0, 142), (0, 60, 100), (0, 0, 230), (250, 170, 30),
              (0, 0, 70)])
-img_scale = (640, 640)  # (w, h)
-backend_args = None
-
-train_pipeline = [
-    dict(type='LoadPairedImageFromFile', backend_args=backend_args),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='PairedResize', scale=img_scale, keep_ratio=True),
-    dict(type='PairedRandomFlip', prob=0.5),
-    dict(type='PairedPad', pad_to_square=True, pad_val=dict(img=(114, 114, 114))),
-    dict(type='PackPairedDetInputs'),
-]
-test_pipeline = [
-    dict(type='LoadPairedImageFromFile', backend_args=backend_args),
-    dict(type='PairedResize', scale=img_scale, keep_ratio=True),
-    dict(type='PairedPad', pad_to_square=True, pad_val=dict(img=(114, 114, 114))),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='PackPairedDetInputs',
-         meta_keys=('img_id', 'img_path', 'img_ir_path', 'ori_shape', 'img_shape',
-                    'scale_factor')),
-]
 
 train_dataloader = dict(
-    batch_size=8,
-    num_workers=4,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        ann_file=train_ann_file,
-        data_prefix=data_prefix,
-        metainfo=metainfo,
-        filter_cfg=dict(filter_empty_gt=False, min_size=1),
-        pipeline=train_pipeline,
-        backend_args=backend_args))
+    dataset=dict(ann_file=train_ann_file, data_prefix=data_prefix, metainfo=metainfo))
 val_dataloader = dict(
-    batch_size=8,
-    num_workers=4,
-    persistent_workers=True,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        ann_file=test_ann_file,
-        data_prefix=data_prefix,
-        metainfo=metainfo,
-        test_mode=True,
-        pipeline=test_pipeline,
-        backend_args=backend_args))
+    dataset=dict(ann_file=test_ann_file, data_prefix=data_prefix, metainfo=metainfo))
 test_dataloader = val_dataloader
-
-# COCO box AP: bbox_mAP (mAP50:95), bbox_mAP_50, bbox_mAP_75 (and small/medium/large)
-val_evaluator = dict(
-    type='CocoMetric',
-    ann_file=data_root + test_ann_file,
-    metric='bbox',
-    backend_args=backend_args)
+val_evaluator = dict(ann_file=data_root + test_ann_file)
 test_evaluator = val_evaluator
