@@ -1,5 +1,6 @@
 """Data transforms of mmfusion: paired visible/infrared loading, augmentation and degradations
 (mmdet registry); RGB-D loading, aligned augmentation and packing (mmseg registry)."""
+from .calib_perturbation import PerturbCalibration
 from .degradations import RandomRGBDegradation, RGBDegradation
 from .depth_loading import EncodeDepth, LoadDepthFromFile
 from .pack_paired_inputs import PackPairedDetInputs
@@ -14,5 +15,5 @@ __all__ = [
     'LoadPairedImageFromFile', 'PairedResize', 'PairedRandomFlip', 'PairedRandomCrop',
     'PairedPad', 'PairedMosaic', 'InfraredTransform', 'PackPairedDetInputs', 'RGBDegradation',
     'RandomRGBDegradation', 'LoadDepthFromFile', 'EncodeDepth', 'RGBDResize', 'RGBDRandomFlip',
-    'RGBDRandomCrop', 'PackRGBDSegInputs'
+    'RGBDRandomCrop', 'PackRGBDSegInputs', 'PerturbCalibration'
 ]
