@@ -9,8 +9,9 @@ from .dynamic_scatter import dynamic_scatter
 from .nms_bev import nms_bev, nms_normal_bev
 from .selective_scan import selective_scan
 from .spconv_algo import use_native_spconv_on_cpu
+from .voxel_query import voxel_query
 
 __all__ = [
     'dynamic_scatter', 'nms_bev', 'nms_normal_bev', 'selective_scan', 'install_cpu_fallbacks',
-    'use_native_spconv_on_cpu'
+    'use_native_spconv_on_cpu', 'voxel_query'
 ]
