@@ -14,13 +14,16 @@ from mmengine.config import Config
 import mmfusion.det3d  # noqa: F401  (registers PerturbCalibration)
 from mmfusion.datasets.transforms.calib_perturbation import (PerturbCalibration,
                                                              calib_error_matrix)
-from tests.utils import TINY_MVXNET_CFG, kitti_cfg_options
+from tests.utils import REPO_ROOT, TINY_MVXNET_CFG, kitti_cfg_options
 
 pytestmark = pytest.mark.default_scope('mmdet3d')
 
 KITTI = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'data', 'kitti', 'training')
-# configs whose test pipeline feeds lidar2img to an image+LiDAR model (SSLFusion's go here too)
-CONFIGS = [TINY_MVXNET_CFG]
+# configs whose test pipeline feeds lidar2img to an image+LiDAR model
+SSLFUSION_SAMPLE_CFG = osp.join(
+    REPO_ROOT, 'projects', 'SSLFusion', 'configs',
+    'sslfusion_r18-fpn_voxel-rcnn_1xb2-overfit_kitti-sample-3d-3class.py')
+CONFIGS = [TINY_MVXNET_CFG, SSLFUSION_SAMPLE_CFG]
 
 
 def read_calib(frame='000000'):

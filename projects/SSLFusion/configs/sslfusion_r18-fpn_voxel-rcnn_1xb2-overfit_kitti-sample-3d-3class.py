@@ -36,7 +36,7 @@ model = dict(
     roi_head=dict(
         bbox_roi_extractor=dict(voxel_size=voxel_size, radii=(0.4, 0.8, 1.6, 3.2)),
         bbox_head=dict(shared_fc_channels=(128, 128), reg_channels=(128, 128),
-                                 cls_channels=(128, 128))),
+                       cls_channels=(128, 128))),
     train_cfg=dict(rcnn=dict(sampler=dict(num=64))))
 
 train_pipeline = [
