@@ -42,6 +42,8 @@ import time
 import torch
 from torch import Tensor, nn
 
+from mmfusion.utils.process_memory import reset_peak_rss, status_bytes
+
 LEVELS = dict(P3=(256, 80, 80), P4=(512, 40, 40), P5=(1024, 20, 20))
 BLOCKS = ('fmb', 'cross_attention')
 
@@ -121,14 +123,6 @@ def build(block: str, channels: int, args) -> nn.Module:
     return CrossAttentionFusion(channels, num_layers=args.num_dssf_blocks, num_heads=args.heads)
 
 
-def _status_kb(field: str) -> int:
-    with open('/proc/self/status') as f:
-        for line in f:
-            if line.startswith(field + ':'):
-                return int(line.split()[1])
-    raise RuntimeError(f'{field} not in /proc/self/status')
-
-
 def scan_cpu_time(model: nn.Module, inputs) -> float:
     """CPU time spent inside the selective scans during one more forward of an FMB."""
     import importlib
@@ -162,13 +156,11 @@ def measure(block: str, level: str, args) -> dict:
                   tokens=height * width,
                   params_M=round(sum(p.numel() for p in model.parameters()) / 1e6, 3))
     with torch.no_grad():
-        rss_before = _status_kb('VmRSS')
-        with open('/proc/self/clear_refs', 'w') as f:  # reset VmHWM to the current RSS
-            f.write('5')
+        rss_before = reset_peak_rss()
         start = time.perf_counter()
         out = model(*inputs)  # also the warm-up run
         first = time.perf_counter() - start
-        result['peak_memory_MiB'] = round((_status_kb('VmHWM') - rss_before) / 1024, 1)
+        result['peak_memory_MiB'] = round((status_bytes('VmHWM') - rss_before) / 2**20, 1)
         assert all(torch.isfinite(o).all() for o in out)
         del out
         times, cpu_times = [], []

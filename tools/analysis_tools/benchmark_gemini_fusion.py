@@ -59,6 +59,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from mmfusion.models.fusion.gemini_fusion import GeminiFusionAttention
+from mmfusion.utils.process_memory import reset_peak_rss, status_bytes
 
 METHODS = ('vectorised', 'vectorised_unchunked', 'official_loop', 'per_pixel_loop',
            'cross_attention')
@@ -206,26 +207,15 @@ def run_method(name, args, module, x_a, x_b):
     raise ValueError(f'unknown method {name!r}')
 
 
-def _status_bytes(field):
-    """``VmRSS`` / ``VmHWM`` (peak RSS) of this process from /proc/self/status, in bytes."""
-    with open('/proc/self/status') as f:
-        for line in f:
-            if line.startswith(field + ':'):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f'{field} not in /proc/self/status')
-
-
 def child_memory(args):
     """In a fresh process: peak RSS increase (MiB) of one run of ``args.child``."""
     module, x_a, x_b = make_inputs(args)
     with torch.no_grad():  # warm-up outside the measurement (lazy allocations, thread pools)
         run_method(args.child, args, module, x_a[:1, :256], x_b[:1, :256])
-    with open('/proc/self/clear_refs', 'w') as f:
-        f.write('5')  # reset the peak RSS (VmHWM) to the current RSS
-    before = _status_bytes('VmRSS')
+    before = reset_peak_rss()
     with torch.no_grad():
         run_method(args.child, args, module, x_a, x_b)
-    peak = _status_bytes('VmHWM')
+    peak = status_bytes('VmHWM')
     print(json.dumps(dict(peak_mib=max(peak - before, 0) / 2**20)))
 
 

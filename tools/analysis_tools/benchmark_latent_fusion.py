@@ -58,6 +58,7 @@ import torch
 import torch.nn.functional as F
 
 from mmfusion.models.fusion.latent_fusion import LatentCrossModalFusion
+from mmfusion.utils.process_memory import reset_peak_rss, status_bytes
 
 METHODS = ('latent', 'latent_unchunked', 'attention', 'concat')
 
@@ -139,14 +140,6 @@ def run_once(args, module, method, pts, img, idx):
     return time.perf_counter() - t, None
 
 
-def _status_bytes(field):
-    with open('/proc/self/status') as f:
-        for line in f:
-            if line.startswith(field + ':'):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f'{field} not in /proc/self/status')
-
-
 def child_memory(args):
     """In a fresh process: peak RSS increase (MiB) of one forward of ``args.child``."""
     method, n = args.child[0], int(args.child[1])
@@ -154,11 +147,9 @@ def child_memory(args):
     pts, img, idx = make_inputs(args, n)
     with torch.no_grad():
         run_once(args, module, method, pts[:256], img[:256], idx[:256])  # warm-up
-        with open('/proc/self/clear_refs', 'w') as f:
-            f.write('5')  # reset VmHWM to the current RSS
-        before = _status_bytes('VmRSS')
+        before = reset_peak_rss()
         run_once(args, module, method, pts, img, idx)
-        peak = _status_bytes('VmHWM')
+        peak = status_bytes('VmHWM')
     print(json.dumps(dict(peak_mib=max(peak - before, 0) / 2**20)))
 
 

@@ -82,6 +82,8 @@ from mmengine.dataset import pseudo_collate
 from mmengine.registry import init_default_scope
 from torch.utils.flop_counter import FlopCounterMode
 
+from mmfusion.utils.process_memory import reset_peak_rss, status_bytes
+
 DEFAULT_CONFIG = ('projects/SSLFusion/configs/'
                   'sslfusion_r50-fpn_voxel-rcnn_4xb4-80e_kitti-3d-3class.py')
 PARTS = ('image_branch', 'voxel_encoder', 'middle_encoder', 'saf_fusion', 'bev_backbone_neck',
@@ -255,20 +257,10 @@ class PartTimer:
             delattr(obj, name)  # back to the class's method
 
 
-def _status_bytes(field):
-    with open('/proc/self/status') as f:
-        for line in f:
-            if line.startswith(field + ':'):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f'{field} not in /proc/self/status')
-
-
 def _reset_peak_rss():
     """Reset VmHWM to the current RSS; returns VmRSS in bytes, or None where unsupported."""
     try:
-        with open('/proc/self/clear_refs', 'w') as f:
-            f.write('5')
-        return _status_bytes('VmRSS')
+        return reset_peak_rss()
     except OSError:
         return None
 
@@ -410,7 +402,7 @@ def run_row(model, data, args):
                 for part in PARTS:
                     parts[part].append(timer.times[part])
                 if rss is not None:
-                    peaks.append((_status_bytes('VmHWM') - rss) / 2**20)
+                    peaks.append((status_bytes('VmHWM') - rss) / 2**20)
     finally:
         timer.remove()
     row = dict(

@@ -35,6 +35,8 @@ import time
 import numpy as np
 import torch
 
+from mmfusion.utils.process_memory import reset_peak_rss, status_bytes
+
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 VOXEL_SIZE = [0.05, 0.05, 0.1]
 PC_RANGE = [0, -40, -3, 70.4, 40, 1]
@@ -102,26 +104,16 @@ def build_extractor():
     return extractor
 
 
-def _status_bytes(field):
-    with open('/proc/self/status') as f:
-        for line in f:
-            if line.startswith(field + ':'):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f'{field} not in /proc/self/status')
-
-
 def timed(fn, repeat):
     """One warm-up, then ``repeat`` timed runs; returns the summary and the peak RSS increase."""
     fn()
-    with open('/proc/self/clear_refs', 'w') as f:
-        f.write('5')  # reset VmHWM to the current RSS
-    before = _status_bytes('VmRSS')
+    before = reset_peak_rss()
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    peak = max(_status_bytes('VmHWM') - before, 0) / 2**20
+    peak = max(status_bytes('VmHWM') - before, 0) / 2**20
     return dict(runs_s=[round(t, 4) for t in times], best_s=round(min(times), 4),
                 median_s=round(statistics.median(times), 4), peak_extra_mib=round(peak, 1))
 
