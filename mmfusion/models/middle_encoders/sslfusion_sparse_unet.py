@@ -130,7 +130,6 @@ class SSLFusionSparseUNet(BaseModule):
         self.sparse_shape = list(sparse_shape)
         self.num_stages = num_stages
         self.strides = [2**i for i in range(num_stages)]
-        self.output_channels = output_channels
 
         def conv(c_in, c_out, key, conv_type='SubMConv3d', **kwargs):
             return make_sparse_convmodule(c_in, c_out, 3, indice_key=key, conv_type=conv_type,
@@ -165,13 +164,10 @@ class SSLFusionSparseUNet(BaseModule):
         self.encoder_fusion, self.encoder_fusion_index = self._build_fusion(
             fusion, encoder_img_levels, list(encoder_channels), list(mid_channels), self.strides,
             voxel_size, point_cloud_range)
-        dec_channels = [encoder_channels[num_stages - 2 - j] for j in range(num_stages - 1)]
-        dec_strides = [self.strides[num_stages - 2 - j] for j in range(num_stages - 1)]
-        dec_mid = [mid_channels[num_stages - 2 - j] for j in range(num_stages - 1)]
+        # decoder stages run at the encoder strides below the deepest one, deepest first
         self.decoder_fusion, self.decoder_fusion_index = self._build_fusion(
-            fusion, decoder_img_levels, dec_channels, dec_mid, dec_strides, voxel_size,
-            point_cloud_range)
-        self.multi_scale_channels = {f'x_conv{i + 1}': c for i, c in enumerate(encoder_channels)}
+            fusion, decoder_img_levels, list(encoder_channels[-2::-1]), list(mid_channels[-2::-1]),
+            self.strides[-2::-1], voxel_size, point_cloud_range)
 
     @staticmethod
     def _build_fusion(fusion: Optional[dict], levels, channels: List[int], mids: List[int],
