@@ -155,16 +155,34 @@ def test_chunked_eval_matches_batched_with_gradients():
         torch.testing.assert_close(g_chunked, g_batched, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize('mode,chunk_size', [('latent', None), ('latent', 64),
+                                             ('attention', None)])
+def test_eval_matches_training_with_the_batch_statistics(mode, chunk_size):
+    """With BatchNorm momentum 1 the running estimates are the statistics of the last training
+    batch, so eval mode on that batch must give the training output. This fails when a norm
+    layer sees the two modalities in separate calls (its running estimates then track only the
+    last call's modality), which is why the shared MLP runs once on both."""
+    pts, img, idx = make_batch([300], seed=8)
+    img = 4 * img + 3  # image features distributed unlike the LiDAR features
+    module = build(mode, chunk_size=chunk_size, norm_cfg=dict(type='BN1d', momentum=1.0))
+    with torch.no_grad():
+        trained = module.train()(pts, img, idx)
+        evaluated = module.eval()(pts, img, idx)
+    # eval uses the unbiased variance, training the biased one: a factor n / (n - 1)
+    torch.testing.assert_close(evaluated, trained, atol=2e-2, rtol=2e-2)
+
+
 def test_latent_interaction_mixes_modalities():
     """The LiDAR branch sees the image: changing image features changes the fused LiDAR path
     G_pts (through the cross-modal latent graph), not only the image residual."""
     pts, img, idx = make_batch([60], seed=6)
     module = build('latent').eval()
     with torch.no_grad():
-        s_pts = module.shared_mlp(pts)
+        s_pts, s_img = module.shared_projection(pts, img)
         pos, counts = pack_by_batch(idx, 1)
-        g1, _ = module.latent_interaction(s_pts, module.shared_mlp(img), idx, pos, 1, 60)
-        g2, _ = module.latent_interaction(s_pts, module.shared_mlp(img.flip(1)), idx, pos, 1, 60)
+        g1, _ = module.latent_interaction(s_pts, s_img, idx, pos, 1, 60)
+        g2, _ = module.latent_interaction(s_pts, module.shared_projection(pts, img.flip(1))[1],
+                                          idx, pos, 1, 60)
     assert (g1 - g2).abs().max() > 1e-3
 
 
