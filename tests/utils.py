@@ -1,4 +1,5 @@
 """Helpers shared by the tests (mmdet3d's own `get_detector_cfg` works only in its checkout)."""
+import importlib.util
 import os
 import os.path as osp
 import subprocess
@@ -8,6 +9,25 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TINY_MVXNET_CFG = osp.join(REPO_ROOT, 'tests', 'data', 'configs', 'mvxnet_tiny_kitti-sample.py')
 DEMO_MVXNET_CFG = osp.join(REPO_ROOT, 'configs', 'mvxnet',
                            'mvxnet_fpn_dv_second_secfpn_1xb2-demo_kitti-sample-3d-3class.py')
+
+
+def load_tool(relpath, name):
+    """Import a script under ``tools/`` by its path, as module ``name``.
+
+    ``tools/`` is no package, and importing by name could pick up mmdet3d's ``.mim/tools``
+    namespace package, which has scripts of the same names (``create_data.py``).
+
+    Args:
+        relpath (str): the script's path relative to the repository root.
+        name (str): the module name to give it (unique per script).
+
+    Returns:
+        module: the executed script.
+    """
+    spec = importlib.util.spec_from_file_location(name, osp.join(REPO_ROOT, relpath))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def kitti_cfg_options(data_root, ann_file='kitti_infos_trainval.pkl'):

@@ -20,7 +20,7 @@ import mmfusion.det  # noqa: F401  (registers the modules, as custom_imports doe
 from mmfusion.converters.llvip import create_llvip_infos
 from mmfusion.models.fusion import DistributionAlignedFusion
 from mmfusion.models.losses import GaussianMixturePrior, fit_gmm_by_bic
-from tests.utils import REPO_ROOT
+from tests.utils import REPO_ROOT, load_tool
 
 pytestmark = pytest.mark.default_scope('mmdet')
 
@@ -417,11 +417,7 @@ def test_vit_b_stage2_config_parameters():
 
 def test_alignment_nll_tool(llvip_infos, stage0, tmp_path):
     """tools/analysis_tools/damf_alignment_nll.py on a stage-2 checkpoint made here."""
-    import importlib.util
-    path = osp.join(REPO_ROOT, 'tools', 'analysis_tools', 'damf_alignment_nll.py')
-    spec = importlib.util.spec_from_file_location('damf_alignment_nll_tool', path)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool('tools/analysis_tools/damf_alignment_nll.py', 'damf_alignment_nll_tool')
 
     _, _, ckpt0, gmm = stage0
     torch.manual_seed(4)

@@ -2,13 +2,12 @@
 config: one row at 5k voxels (report fields, part times, sparse-conv FLOPs from the rule books
 agreeing with what torch's counter sees on CPU), and the scan merging that reaches a voxel count
 one frame does not hold."""
-import importlib.util
 import json
 import os.path as osp
 
 import pytest
 
-from tests.utils import REPO_ROOT
+from tests.utils import REPO_ROOT, load_tool
 
 pytestmark = pytest.mark.default_scope('mmdet3d')
 
@@ -17,11 +16,7 @@ SAMPLE_CFG = osp.join(REPO_ROOT, 'projects', 'SSLFusion', 'configs',
 
 
 def _load_tool():
-    path = osp.join(REPO_ROOT, 'tools', 'analysis_tools', 'benchmark_sslfusion.py')
-    spec = importlib.util.spec_from_file_location('benchmark_sslfusion_tool', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('tools/analysis_tools/benchmark_sslfusion.py', 'benchmark_sslfusion_tool')
 
 
 def test_one_row_report(kitti_infos_root, tmp_path):

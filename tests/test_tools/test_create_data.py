@@ -3,16 +3,10 @@ import json
 import os.path as osp
 import shutil
 
-import importlib.util
 
-from tests.utils import PYTHON, REPO_ROOT, run_tool
+from tests.utils import PYTHON, REPO_ROOT, load_tool, run_tool
 
-# loaded by path: mmdet3d's `.mim/tools` is also a `tools` namespace package with a create_data.py
-_spec = importlib.util.spec_from_file_location('mmfusion_create_data',
-                                               osp.join(REPO_ROOT, 'tools', 'create_data.py'))
-_tool = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_tool)
-main = _tool.main
+main = load_tool('tools/create_data.py', 'mmfusion_create_data').main
 
 
 def test_llvip_and_nyudv2_through_the_tool(test_data_root, tmp_path):

@@ -9,7 +9,6 @@ keeps them bright enough (clean, over-exposure, fog, blur) and 0.0 where it dark
 0.1 (under-exposure and night at severity 3): the degradation reached the model through the
 config's test pipeline and mmengine's Runner, and the real CocoMetric scored it.
 """
-import importlib.util
 import json
 import os.path as osp
 
@@ -22,23 +21,15 @@ from mmengine.structures import InstanceData
 
 import mmfusion.det  # noqa: F401
 from mmfusion.converters.llvip import create_llvip_infos
+from tests.utils import load_tool
 
 pytestmark = pytest.mark.default_scope('mmdet')
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 LLVIP = osp.join(REPO, 'tests', 'data', 'llvip', 'LLVIP')
 BASES = osp.join(REPO, 'configs', '_base_', 'degradations')
-
-
-def _load_tool():
-    path = osp.join(REPO, 'tools', 'analysis_tools', 'eval_degradations.py')
-    spec = importlib.util.spec_from_file_location('eval_degradations_tool', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-eval_degradations = _load_tool()
+eval_degradations = load_tool('tools/analysis_tools/eval_degradations.py',
+                              'eval_degradations_tool')
 
 
 @MODELS.register_module(force=True)

@@ -1,7 +1,6 @@
 """tools/deployment/export_fusion_block_onnx.py: a Fusion-Mamba block (FMB) exported to ONNX and
 run in onnxruntime on features of a real LLVIP pair, against PyTorch; the export-time selective
 scan against the step-by-step reference."""
-import importlib.util
 import os.path as osp
 
 import pytest
@@ -9,21 +8,13 @@ import torch
 
 from mmfusion.ops.selective_scan import selective_scan_export, selective_scan_reference
 from tests.test_models.test_fusion_mamba_blocks import llvip_features
-from tests.utils import REPO_ROOT
+from tests.utils import load_tool
 
 onnx = pytest.importorskip('onnx')
 pytest.importorskip('onnxruntime')
 
 
-def _load_tool():
-    path = osp.join(REPO_ROOT, 'tools', 'deployment', 'export_fusion_block_onnx.py')
-    spec = importlib.util.spec_from_file_location('export_fusion_block_onnx', path)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool
-
-
-tool = _load_tool()
+tool = load_tool('tools/deployment/export_fusion_block_onnx.py', 'export_fusion_block_onnx')
 
 
 def test_export_scan_matches_reference():

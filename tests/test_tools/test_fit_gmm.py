@@ -8,7 +8,6 @@ mmseg ViT with CLS token), and the real ``DAMFDetector`` (tiny stage-0 config of
 projects/DAMF), each with a checkpoint the test writes.
 """
 import glob
-import importlib.util
 import json
 import os.path as osp
 
@@ -25,6 +24,7 @@ from sklearn.mixture import GaussianMixture
 import mmfusion.det  # noqa: F401
 from mmfusion.datasets.normal_sample_selection import image_statistics
 from mmfusion.models.losses import GaussianMixturePrior
+from tests.utils import load_tool
 
 pytestmark = pytest.mark.default_scope('mmdet')
 
@@ -35,11 +35,7 @@ SCALE = (128, 128)
 
 
 def _load_tool():
-    spec = importlib.util.spec_from_file_location('fit_gmm_tool',
-                                                  osp.join(REPO, 'tools', 'fit_gmm.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('tools/fit_gmm.py', 'fit_gmm_tool')
 
 
 fit_gmm = _load_tool()

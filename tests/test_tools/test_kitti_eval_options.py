@@ -6,7 +6,6 @@ Ground truth as predictions: the infos' camera-frame GT boxes converted to the L
 ``KittiDataset.parse_ann_info`` does, score 1, fed to the stock ``KittiMetric``.
 """
 import glob
-import importlib.util
 import json
 import math
 import os
@@ -21,7 +20,7 @@ from mmengine.structures import InstanceData
 
 import mmfusion.det3d  # noqa: F401
 from tests.utils import (PYTHON, REPO_ROOT, TINY_MVXNET_CFG, as_cli_options, kitti_cfg_options,
-                         run_tool)
+                         load_tool, run_tool)
 
 pytestmark = pytest.mark.default_scope('mmdet3d')
 
@@ -30,17 +29,9 @@ KITTI = osp.join(REPO_ROOT, 'tests', 'data', 'kitti', 'training')
 # image+LiDAR configs the tool tests run on (SSLFusion's configs are added here)
 CONFIGS = [TINY_MVXNET_CFG]
 
-
-def _load(path, name):
-    spec = importlib.util.spec_from_file_location(name, osp.join(REPO_ROOT, path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-repeat_tool = _load('tools/misc/repeat_kitti_infos.py', 'repeat_kitti_infos_tool')
-robustness_tool = _load('tools/analysis_tools/eval_calib_robustness.py',
-                        'eval_calib_robustness_tool')
+repeat_tool = load_tool('tools/misc/repeat_kitti_infos.py', 'repeat_kitti_infos_tool')
+robustness_tool = load_tool('tools/analysis_tools/eval_calib_robustness.py',
+                            'eval_calib_robustness_tool')
 
 
 def gt_as_predictions(ann_file):

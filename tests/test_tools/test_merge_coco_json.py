@@ -1,20 +1,15 @@
 """tools/misc/merge_coco_json.py on the converted LLVIP sample (train + test splits)."""
-import importlib.util
 import json
 import os.path as osp
 
 import pytest
 
 from mmfusion.converters.llvip import create_llvip_infos
-from tests.utils import REPO_ROOT
+from tests.utils import REPO_ROOT, load_tool
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location(
-        'merge_coco_json', osp.join(REPO_ROOT, 'tools', 'misc', 'merge_coco_json.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('tools/misc/merge_coco_json.py', 'merge_coco_json')
 
 
 def test_merge_llvip_splits(tmp_path, capsys):

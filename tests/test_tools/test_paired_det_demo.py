@@ -1,5 +1,4 @@
 """tools/demo/paired_det_demo.py on a real LLVIP pair with a checkpoint the test writes."""
-import importlib.util
 import json
 import os.path as osp
 
@@ -12,7 +11,7 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 import mmfusion.det  # noqa: F401  (registers the modules, as custom_imports does)
-from tests.utils import REPO_ROOT
+from tests.utils import REPO_ROOT, load_tool
 
 pytestmark = pytest.mark.default_scope('mmdet')
 
@@ -34,11 +33,7 @@ def _one_thread():
 
 
 def _load_demo():
-    spec = importlib.util.spec_from_file_location(
-        'paired_det_demo', osp.join(REPO_ROOT, 'tools', 'demo', 'paired_det_demo.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('tools/demo/paired_det_demo.py', 'paired_det_demo')
 
 
 @pytest.fixture(scope='module')
