@@ -11,7 +11,8 @@ torch>=2.6):
 - model side, shared: ``PairedDetDataPreprocessor``, ``PairedSingleStageDetector``;
 - Fusion-Mamba: ``SS2D``, ``VSSBlock``, ``StateSpaceChannelSwapping`` (SSCS),
   ``DualStateSpaceFusion`` (DSSF), ``FusionMambaBlock`` (FMB), ``DualStreamCSPDarknet``;
-- DAMF: ``DAMFDetector``, ``DistributionAlignedFusion``, ``GMMNegLogLikelihoodLoss``.
+- DAMF: ``DAMFDetector``, ``DistributionAlignedFusion``, ``GMMNegLogLikelihoodLoss``;
+- training: the hook ``NormEvalHook`` (into mmengine's ``HOOKS``, seen from every scope).
 
 Paired pipeline, as the Fusion-Mamba/DAMF configs use it::
 
@@ -27,6 +28,7 @@ from mmfusion.datasets import (InfraredTransform, LoadPairedImageFromFile,  # no
                                PackPairedDetInputs, PairedCocoDataset, PairedMosaic,
                                PairedPad, PairedRandomCrop, PairedRandomFlip, PairedResize,
                                RandomRGBDegradation, RGBDegradation)
+from mmfusion.engine import NormEvalHook  # noqa: F401
 from mmfusion.models.backbones import DualStreamCSPDarknet  # noqa: F401
 from mmfusion.models.data_preprocessors import PairedDetDataPreprocessor  # noqa: F401
 from mmfusion.models.detectors import DAMFDetector, PairedSingleStageDetector  # noqa: F401

@@ -8,12 +8,14 @@ Importing it registers mmfusion's RGB + depth segmentation modules (GeminiFusion
   ``RGBDResize``, ``RGBDRandomCrop``, ``RGBDRandomFlip``, ``PackRGBDSegInputs``;
 - model: ``RGBDSegDataPreProcessor``, ``GeminiFusionAttention``,
   ``GeminiMixVisionTransformer``, ``GeminiFusionEncoderDecoder``;
-- evaluation: ``MultiOutputIoUMetric`` (mIoU/mAcc/aAcc of the rgb, depth and ensemble outputs).
+- evaluation: ``MultiOutputIoUMetric`` (mIoU/mAcc/aAcc of the rgb, depth and ensemble outputs);
+- training: the hook ``NormEvalHook`` (into mmengine's ``HOOKS``, seen from every scope).
 """
 from mmfusion.datasets import NYUDv2Dataset  # noqa: F401
 from mmfusion.datasets.transforms import (EncodeDepth, LoadDepthFromFile,  # noqa: F401
                                           PackRGBDSegInputs, RGBDRandomCrop, RGBDRandomFlip,
                                           RGBDResize)
+from mmfusion.engine import NormEvalHook  # noqa: F401
 from mmfusion.evaluation import MultiOutputIoUMetric  # noqa: F401
 from mmfusion.models.backbones import GeminiMixVisionTransformer  # noqa: F401
 from mmfusion.models.data_preprocessors import RGBDSegDataPreProcessor  # noqa: F401

@@ -11,6 +11,7 @@ SCRIPT = textwrap.dedent("""
               ('mmfusion.det3d', 'mmdet3d.registry', 'MODELS', 'SpaceAlignment'),
               ('mmfusion.det3d', 'mmdet3d.registry', 'MODELS', 'LatentCrossModalFusion'),
               ('mmfusion.det3d', 'mmdet3d.registry', 'MODELS', 'ScaleAlignedFusion'),
+              ('mmfusion.det3d', 'mmdet3d.registry', 'HOOKS', 'NormEvalHook'),
               ('mmfusion.det', 'mmdet.registry', 'DATASETS', 'PairedCocoDataset'),
               ('mmfusion.det', 'mmdet.registry', 'MODELS', 'PairedDetDataPreprocessor'),
               ('mmfusion.det', 'mmdet.registry', 'MODELS', 'VSSBlock'),

@@ -1,0 +1,3 @@
+from .norm_eval_hook import NormEvalHook
+
+__all__ = ['NormEvalHook']
