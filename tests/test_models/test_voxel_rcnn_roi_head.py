@@ -248,6 +248,29 @@ def test_loss_finite_and_reaches_every_parameter(feats_dict, data_samples):
         assert torch.equal(sample.gt_instances_3d.bboxes_3d.tensor, before)
 
 
+def _no_proposals():
+    return InstanceData(bboxes_3d=LiDARInstance3DBoxes(torch.zeros(0, 7)),
+                        labels_3d=torch.zeros(0, dtype=torch.long), scores_3d=torch.zeros(0),
+                        cls_preds=torch.zeros(0, 3))
+
+
+def test_loss_without_any_proposal_is_zero(feats_dict, data_samples):
+    """A batch whose RPN kept no proposal (all scores underflowed to 0 after a BatchNorm
+    switch in the overfit run) trains on: zero losses that reach every head parameter."""
+    head = build_head()
+    head.train()
+    losses = head.loss(feats_dict, [_no_proposals() for _ in data_samples], data_samples)
+    assert set(losses) == {'loss_cls', 'loss_bbox', 'loss_corner'}
+    assert all(value == 0 for value in losses.values())
+    sum(losses.values()).backward()
+    for name, param in head.named_parameters():
+        assert param.grad is not None and (param.grad == 0).all(), name
+    # the extractor alone: no RoI in, (0, G, G, G, C) out
+    pooled = head.bbox_roi_extractor(feats_dict['multi_scale_3d_feats'],
+                                     feats_dict['multi_scale_3d_strides'], torch.zeros(0, 8))
+    assert pooled.shape == (0, 6, 6, 6, 128)
+
+
 def test_predict_within_max_num(feats_dict, data_samples):
     head = build_head(score_thr=0.0, max_num=None)
     head.eval()
@@ -278,11 +301,9 @@ def test_zero_regression_on_gt_proposals_returns_gt(feats_dict, data_samples):
         rpn.append(InstanceData(bboxes_3d=gt.bboxes_3d.clone(), labels_3d=gt.labels_3d.clone(),
                                 scores_3d=torch.ones(len(gt)), cls_preds=torch.ones(len(gt), 3)))
     # and a sample without proposals gives an empty result
-    rpn_empty = InstanceData(bboxes_3d=LiDARInstance3DBoxes(torch.zeros(0, 7)),
-                             labels_3d=torch.zeros(0, dtype=torch.long),
-                             scores_3d=torch.zeros(0), cls_preds=torch.zeros(0, 3))
     with torch.no_grad():
-        results = head.predict(feats_dict, rpn + [rpn_empty], data_samples + data_samples[:1])
+        results = head.predict(feats_dict, rpn + [_no_proposals()],
+                               data_samples + data_samples[:1])
     assert len(results) == 3 and len(results[2]) == 0
     for res, sample in zip(results[:2], data_samples):
         gt = sample.gt_instances_3d

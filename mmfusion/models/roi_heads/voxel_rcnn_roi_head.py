@@ -134,11 +134,20 @@ class VoxelRCNNRoIHead(PVRCNNRoiHead):
             batch_data_samples (list[Det3DDataSample]): with ``gt_instances_3d`` (not modified).
 
         Returns:
-            dict: ``loss_cls``, ``loss_bbox`` and (with corner loss) ``loss_corner``.
+            dict: ``loss_cls``, ``loss_bbox`` and (with corner loss) ``loss_corner``. A batch
+            without any RoI (every RPN score at or below ``rpn_proposal.score_thr``) gives
+            zeros that are connected to every head parameter, as mmdet3d's
+            ``PartA2BboxHead.loss`` fakes the box losses of a batch without positives.
         """
         batch_gt_instances_3d = [sample.gt_instances_3d for sample in batch_data_samples]
         sampling_results = self._assign_and_sample(rpn_results_list, batch_gt_instances_3d)
         rois = _rois([res.bboxes for res in sampling_results])
+        if rois.shape[0] == 0:
+            zero = sum(param.sum() for param in self.parameters()) * 0
+            names = ['loss_cls', 'loss_bbox']
+            if self.bbox_head.with_corner_loss:
+                names.append('loss_corner')
+            return {name: zero for name in names}
         bbox_results = self._bbox_forward(feats_dict, rois)
         bbox_targets = self.bbox_head.get_targets(sampling_results, self.train_cfg)
         return self.bbox_head.loss(bbox_results['bbox_scores'], bbox_results['bbox_reg'], rois,

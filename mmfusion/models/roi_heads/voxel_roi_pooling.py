@@ -144,13 +144,15 @@ class NeighborVoxelPooling(nn.Module):
             feats = voxel_feats.new_zeros(1, hidden_channels)
             if num_voxels > 0:
                 feats = torch.cat([self.feature_mlp(voxel_feats), feats])
-            pos = self.position_mlp(rel_xyz.reshape(-1, 3)).view(num_query, nsample, -1)
+            # explicit sizes (no -1): Q may be 0 (a batch without RoIs)
+            pos = self.position_mlp(rel_xyz.reshape(-1, 3)).view(num_query, nsample,
+                                                                 hidden_channels)
             hidden = torch.relu(feats[safe_idx] + pos)  # (Q, S, H)
         else:
             grouped = torch.cat([voxel_feats, voxel_feats.new_zeros(1, voxel_feats.shape[1])])
             grouped = torch.cat([rel_xyz, grouped[safe_idx]], dim=-1)
-            hidden = self.grouped_mlp(grouped.reshape(num_query * nsample, -1))
-            hidden = hidden.view(num_query, nsample, -1)
+            hidden = self.grouped_mlp(grouped.reshape(num_query * nsample, grouped.shape[-1]))
+            hidden = hidden.view(num_query, nsample, hidden.shape[-1])
         if self.pool_mode == 'max':
             pooled = hidden.max(dim=1).values
         else:
@@ -299,4 +301,5 @@ class VoxelRoIGridPooling(BaseModule):
             feats, _ = self.pool_scale(level, multi_scale_3d_feats[name],
                                        multi_scale_3d_strides[name], grid_xyz, grid_batch)
             pooled.append(feats)
-        return torch.cat(pooled, dim=-1).view(rois.shape[0], g, g, g, -1)
+        pooled = torch.cat(pooled, dim=-1)
+        return pooled.view(rois.shape[0], g, g, g, pooled.shape[-1])
