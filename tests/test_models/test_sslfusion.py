@@ -90,6 +90,9 @@ def test_config_builds_with_its_switches(path, kitti_infos_root):
     num_classes = 1 if 'dense-3d-car' in name else 3
     assert model.rpn_head.num_classes == num_classes
     assert model.roi_head.bbox_head.grid_size == 6
+    if 'normeval-ft' in name:  # the overfit's second stage: BatchNorm frozen throughout
+        assert cfg.custom_hooks == [dict(type='NormEvalHook', begin_iter=0)]
+        assert cfg.load_from.endswith('sslfusion_kitti_sample_overfit/epoch_15.pth')
     if 'r50' in name:
         assert model.img_backbone.depth == 50
         assert all(not p.requires_grad for p in model.img_backbone.parameters())

@@ -1,7 +1,8 @@
 # SSLFusion, same architecture at small widths, on the bundled 6-frame KITTI sample: trains in
 # minutes on 2 CPU cores and proves image branch, fused sparse U-Net, RPN, Voxel R-CNN head,
 # assigners and the KITTI metric together by overfitting the 6 frames (documented run:
-# docs/runs/sslfusion_kitti_sample_overfit/). Data: `python tools/create_data.py kitti
+# docs/runs/sslfusion_kitti_sample_overfit/; this config is its first stage, the
+# `..._1xb2-normeval-ft_kitti-sample-...` config with BatchNorm frozen its second). Data: `python tools/create_data.py kitti
 # --root-path tests/data/kitti --out-dir work_dirs/demo_kitti/data` (as `make demo`).
 # Differences from the full config (sizes only, same modules and wiring): ResNet-18 trained from
 # scratch (no pretrained weights are shipped) instead of a frozen ImageNet ResNet-50, images
@@ -91,11 +92,5 @@ param_scheduler = [
          begin=int(0.4 * max_epochs), end=max_epochs, by_epoch=True, convert_to_iter_based=True),
 ]
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
-# The last 150 iterations run every BatchNorm on its running statistics (mmfusion.engine's
-# NormEvalHook): batches of 2 of the 6 frames have statistics far from the running estimates
-# (2-4x the variance at the first sparse BN, 1e2-1e3x by the third encoder stage), and a network
-# overfitted under batch statistics loses most objects in eval mode (Car 3D AP R40 moderate 35.0
-# without the hook). From iteration 300 on, training fits the function that runs at test time.
-custom_hooks = [dict(type='NormEvalHook', begin_iter=300)]
 default_hooks = dict(logger=dict(interval=5),
                      checkpoint=dict(type='CheckpointHook', interval=5, max_keep_ckpts=2))
