@@ -2,8 +2,9 @@
 # minutes on 2 CPU cores and proves image branch, fused sparse U-Net, RPN, Voxel R-CNN head,
 # assigners and the KITTI metric together by overfitting the 6 frames (documented run:
 # docs/runs/sslfusion_kitti_sample_overfit/; this config is its first stage, the
-# `..._1xb2-normeval-ft_kitti-sample-...` config with BatchNorm frozen its second). Data: `python tools/create_data.py kitti
-# --root-path tests/data/kitti --out-dir work_dirs/demo_kitti/data` (as `make demo`).
+# `..._1xb2-normeval-ft_kitti-sample-...` config with BatchNorm frozen its second).
+# Data: `python tools/create_data.py kitti --root-path tests/data/kitti
+# --out-dir work_dirs/demo_kitti/data` (as `make demo`).
 # Differences from the full config (sizes only, same modules and wiring): ResNet-18 trained from
 # scratch (no pretrained weights are shipped) instead of a frozen ImageNet ResNet-50, images
 # resized to 640x193, FPN 64 channels, 0.1 m voxels instead of 0.05 x 0.05 x 0.1 (RoI pooling
