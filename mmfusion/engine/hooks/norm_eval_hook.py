@@ -39,15 +39,14 @@ class NormEvalHook(Hook):
         if begin_iter < 0:
             raise ValueError(f'NormEvalHook: begin_iter must be >= 0, got {begin_iter}')
         self.begin_iter = begin_iter
-        self._announced = False
+        self._norms = None  # the model's BatchNorm layers, collected at the switch
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         if runner.iter < self.begin_iter:
             return
-        norms = [m for m in runner.model.modules() if isinstance(m, _BatchNorm)]
-        for m in norms:
+        if self._norms is None:
+            self._norms = [m for m in runner.model.modules() if isinstance(m, _BatchNorm)]
+            runner.logger.info(f'NormEvalHook: {len(self._norms)} BatchNorm layers in eval mode '
+                               f'from iteration {runner.iter} on')
+        for m in self._norms:
             m.eval()
-        if not self._announced:
-            runner.logger.info(f'NormEvalHook: {len(norms)} BatchNorm layers in eval mode from '
-                               f'iteration {runner.iter} on')
-            self._announced = True
