@@ -24,19 +24,18 @@ Paired pipeline, as the Fusion-Mamba/DAMF configs use it::
         dict(type='PackPairedDetInputs'),
     ]
 """
-from mmfusion.datasets import (InfraredTransform, LoadPairedImageFromFile,  # noqa: F401
-                               PackPairedDetInputs, PairedCocoDataset, PairedMosaic,
-                               PairedPad, PairedRandomCrop, PairedRandomFlip, PairedResize,
-                               RandomRGBDegradation, RGBDegradation)
-from mmfusion.engine import NormEvalHook  # noqa: F401
-from mmfusion.models.backbones import DualStreamCSPDarknet  # noqa: F401
-from mmfusion.models.data_preprocessors import PairedDetDataPreprocessor  # noqa: F401
-from mmfusion.models.detectors import DAMFDetector, PairedSingleStageDetector  # noqa: F401
-from mmfusion.models.fusion import (DistributionAlignedFusion,  # noqa: F401
-                                    DualStateSpaceFusion, FusionMambaBlock,
-                                    StateSpaceChannelSwapping)
-from mmfusion.models.layers import SS2D, VSSBlock  # noqa: F401
-from mmfusion.models.losses import GMMNegLogLikelihoodLoss  # noqa: F401
+# Registration: importing each module registers its classes (into mmdet's registries, or into
+# mmengine's root registries for the host-neutral layers and hooks).
+from mmfusion.datasets import paired_coco  # noqa: F401
+from mmfusion.datasets.transforms import (degradations, pack_paired_inputs,  # noqa: F401
+                                          paired_loading, paired_mosaic, paired_transforms)
+from mmfusion.engine.hooks import norm_eval_hook  # noqa: F401
+from mmfusion.models.backbones import dual_stream_csp_darknet  # noqa: F401
+from mmfusion.models.data_preprocessors import paired_data_preprocessor  # noqa: F401
+from mmfusion.models.detectors import damf, paired_single_stage  # noqa: F401
+from mmfusion.models.fusion import damf_fusion, dssf, fusion_mamba_block, sscs  # noqa: F401
+from mmfusion.models.layers import ss2d, vss_block  # noqa: F401
+from mmfusion.models.losses import gmm_nll_loss  # noqa: F401
 from mmfusion.utils.compat import restore_mmengine_checkpoint_loading
 
 restore_mmengine_checkpoint_loading()

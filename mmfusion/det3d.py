@@ -9,16 +9,18 @@ fallbacks of :mod:`mmfusion.ops.cpu_fallbacks`, so that stock mmdet3d configs wh
 call CUDA-only kernels train, infer and evaluate on CPU, and applies the two compatibility fixes
 of :mod:`mmfusion.utils.compat` (checkpoint loading under torch>=2.6, ``np.long``).
 """
-from mmfusion.datasets.transforms import PerturbCalibration  # noqa: F401  (registers it)
-from mmfusion.engine import NormEvalHook  # noqa: F401  (registers it)
-from mmfusion.models.fusion import (GeminiPointFusion, LatentCrossModalFusion,  # noqa: F401
-                                    ScaleAlignedFusion, SpaceAlignment, SSLFusionLayer)
-from mmfusion.models.detectors.sslfusion import SSLFusion  # noqa: F401
-from mmfusion.models.middle_encoders import SSLFusionSparseUNet  # noqa: F401
-from mmfusion.models.roi_heads import VoxelRCNNRoIHead, VoxelRoIGridPooling  # noqa: F401
+# Registration: importing each module registers its classes (into mmdet3d's registries, or into
+# mmengine's root registries for the host-neutral hooks).
+from mmfusion.datasets.transforms import calib_perturbation  # noqa: F401
+from mmfusion.engine.hooks import norm_eval_hook  # noqa: F401
+from mmfusion.models.detectors import sslfusion  # noqa: F401
+from mmfusion.models.fusion import (gemini_point_fusion, latent_fusion,  # noqa: F401
+                                    scale_aligned_fusion, space_alignment)
+from mmfusion.models.middle_encoders import sslfusion_sparse_unet  # noqa: F401
+from mmfusion.models.roi_heads import voxel_rcnn_roi_head, voxel_roi_pooling  # noqa: F401
 from mmfusion.ops.cpu_fallbacks import install_cpu_fallbacks
 from mmfusion.utils.compat import restore_mmengine_checkpoint_loading, restore_numpy_long
-from mmfusion.visualization import CameraViewDet3DVisualizer  # noqa: F401  (registers it)
+from mmfusion.visualization import camera_view_visualizer  # noqa: F401
 
 CPU_FALLBACKS = install_cpu_fallbacks()
 restore_mmengine_checkpoint_loading()

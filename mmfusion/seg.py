@@ -11,16 +11,17 @@ Importing it registers mmfusion's RGB + depth segmentation modules (GeminiFusion
 - evaluation: ``MultiOutputIoUMetric`` (mIoU/mAcc/aAcc of the rgb, depth and ensemble outputs);
 - training: the hook ``NormEvalHook`` (into mmengine's ``HOOKS``, seen from every scope).
 """
-from mmfusion.datasets import NYUDv2Dataset  # noqa: F401
-from mmfusion.datasets.transforms import (EncodeDepth, LoadDepthFromFile,  # noqa: F401
-                                          PackRGBDSegInputs, RGBDRandomCrop, RGBDRandomFlip,
-                                          RGBDResize)
-from mmfusion.engine import NormEvalHook  # noqa: F401
-from mmfusion.evaluation import MultiOutputIoUMetric  # noqa: F401
-from mmfusion.models.backbones import GeminiMixVisionTransformer  # noqa: F401
-from mmfusion.models.data_preprocessors import RGBDSegDataPreProcessor  # noqa: F401
-from mmfusion.models.fusion import GeminiFusionAttention  # noqa: F401
-from mmfusion.models.segmentors import GeminiFusionEncoderDecoder  # noqa: F401
+# Registration: importing each module registers its classes (into mmseg's registries, or into
+# mmengine's root registries for the host-neutral hooks).
+from mmfusion.datasets import nyudv2  # noqa: F401
+from mmfusion.datasets.transforms import (depth_loading, pack_rgbd_inputs,  # noqa: F401
+                                          rgbd_transforms)
+from mmfusion.engine.hooks import norm_eval_hook  # noqa: F401
+from mmfusion.evaluation import multi_output_iou_metric  # noqa: F401
+from mmfusion.models.backbones import gemini_mit  # noqa: F401
+from mmfusion.models.data_preprocessors import rgbd_seg_data_preprocessor  # noqa: F401
+from mmfusion.models.fusion import gemini_fusion  # noqa: F401
+from mmfusion.models.segmentors import gemini_fusion_encoder_decoder  # noqa: F401
 from mmfusion.utils.compat import restore_mmengine_checkpoint_loading
 
 restore_mmengine_checkpoint_loading()

@@ -44,3 +44,33 @@ SCRIPT = textwrap.dedent("""
 def test_entry_points_register_through_custom_imports():
     proc = run_tool([PYTHON, '-W', 'ignore', '-c', SCRIPT])
     assert 'entry points ok' in proc.stdout
+
+
+HOSTS = ('mmdet3d', 'mmdet', 'mmseg', 'spconv', 'numba')
+ISOLATION = {
+    # entry point or module: host packages it may load (everything else in HOSTS must stay out)
+    'mmfusion.det': {'mmdet'},
+    'mmfusion.seg': {'mmseg'},
+    # mmdet3d imports mmdet itself (its heads subclass mmdet's); mmseg stays out.
+    'mmfusion.det3d': {'mmdet3d', 'mmdet', 'spconv', 'numba'},
+    'mmfusion.models.layers': set(),
+    'mmfusion.ops': set(),
+    'mmfusion.engine': set(),
+}
+ISOLATION_SCRIPT = textwrap.dedent("""
+    import importlib, json, sys, time
+    start = time.perf_counter()
+    importlib.import_module(sys.argv[1])
+    seconds = time.perf_counter() - start
+    hosts = sorted(h for h in {HOSTS!r} if h in sys.modules)
+    print(json.dumps(dict(hosts=hosts, seconds=seconds)))
+""").replace('{HOSTS!r}', repr(HOSTS))
+
+
+def test_entry_points_load_only_their_host():
+    """Importing an entry point in a fresh interpreter loads its own host library only."""
+    import json
+    for module, allowed in ISOLATION.items():
+        proc = run_tool([PYTHON, '-W', 'ignore', '-c', ISOLATION_SCRIPT, module])
+        loaded = set(json.loads(proc.stdout.strip().splitlines()[-1])['hosts'])
+        assert loaded <= allowed, (module, sorted(loaded - allowed))

@@ -59,7 +59,8 @@ from torch.utils.data import Subset
 from mmfusion.datasets.normal_sample_selection import (BRIGHTNESS_RANGE, MIN_CONTRAST,
                                                        NormalSampleSelector,
                                                        image_statistics)
-from mmfusion.models.losses import GaussianMixturePrior, fit_gmm_by_bic
+from mmfusion.models.losses.gmm_fitting import fit_gmm_by_bic
+from mmfusion.models.losses.gmm_nll_loss import GaussianMixturePrior
 from mmfusion.utils.compat import restore_mmengine_checkpoint_loading
 
 _WRAPPERS = ('RepeatDataset', 'ClassBalancedDataset', 'MultiImageMixDataset')

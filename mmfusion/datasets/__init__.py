@@ -1,12 +1,3 @@
-"""Dataset classes and data transforms of mmfusion."""
-from .nyudv2 import NYUDv2Dataset
-from .paired_coco import PairedCocoDataset
-from .transforms import (InfraredTransform, LoadPairedImageFromFile, PackPairedDetInputs,
-                         PairedMosaic, PairedPad, PairedRandomCrop, PairedRandomFlip,
-                         PairedResize, RandomRGBDegradation, RGBDegradation)
-
-__all__ = [
-    'PairedCocoDataset', 'NYUDv2Dataset', 'LoadPairedImageFromFile', 'PairedResize',
-    'PairedRandomFlip', 'PairedRandomCrop', 'PairedPad', 'PairedMosaic', 'InfraredTransform',
-    'PackPairedDetInputs', 'RGBDegradation', 'RandomRGBDegradation'
-]
+"""Dataset classes (``paired_coco``: mmdet; ``nyudv2``: mmseg), the host-neutral
+``normal_sample_selection``, and the data transforms in :mod:`mmfusion.datasets.transforms`.
+Imported by the entry points, not here, so that one host never loads another."""

@@ -1,4 +1,4 @@
-"""Training-loop pieces mmengine lacks (registered into ``mmengine.registry.HOOKS``)."""
-from .hooks import NormEvalHook
+"""Training-loop pieces mmengine lacks, host-neutral (registered into ``mmengine.registry``)."""
+from .hooks.norm_eval_hook import NormEvalHook
 
 __all__ = ['NormEvalHook']

@@ -1,3 +1,1 @@
-from .camera_view_visualizer import CameraViewDet3DVisualizer
-
-__all__ = ['CameraViewDet3DVisualizer']
+"""Visualizers: ``camera_view_visualizer`` (mmdet3d). Imported by ``mmfusion.det3d``."""

@@ -15,9 +15,9 @@ from mmcv.transforms import Compose
 from PIL import Image
 
 import mmfusion.seg  # noqa: F401  (registers the modules, as custom_imports does)
-from mmfusion.datasets import NYUDv2Dataset
+from mmfusion.datasets.nyudv2 import NYUDv2Dataset
 from mmfusion.datasets.nyudv2 import NYUDV2_CLASSES
-from mmfusion.datasets.transforms import EncodeDepth, LoadDepthFromFile
+from mmfusion.datasets.transforms.depth_loading import EncodeDepth, LoadDepthFromFile
 
 pytestmark = pytest.mark.default_scope('mmseg')
 
@@ -167,7 +167,7 @@ def test_transforms_refuse_misaligned_pair():
 
 def test_pack_and_preprocess_batch_both_modalities():
     from mmengine.dataset import pseudo_collate
-    from mmfusion.models.data_preprocessors import RGBDSegDataPreProcessor
+    from mmfusion.models.data_preprocessors.rgbd_seg_data_preprocessor import RGBDSegDataPreProcessor
     ds = _dataset(LOADING + [dict(type='RGBDResize', scale=(320, 240), keep_ratio=True),
                              dict(type='PackRGBDSegInputs')])
     samples = [ds[0], ds[1]]

@@ -22,8 +22,9 @@ from mmengine.utils import import_modules_from_strings
 
 import mmfusion.det  # noqa: F401  (registers the modules, as custom_imports does)
 from mmfusion.converters.llvip import create_llvip_infos
-from mmfusion.datasets import LoadPairedImageFromFile, PairedCocoDataset
-from mmfusion.models.data_preprocessors import PairedDetDataPreprocessor
+from mmfusion.datasets.paired_coco import PairedCocoDataset
+from mmfusion.datasets.transforms.paired_loading import LoadPairedImageFromFile
+from mmfusion.models.data_preprocessors.paired_data_preprocessor import PairedDetDataPreprocessor
 
 pytestmark = pytest.mark.default_scope('mmdet')
 

@@ -9,7 +9,7 @@ from PIL import Image
 
 import mmfusion.seg  # noqa: F401  (registers the modules, as custom_imports does)
 from mmfusion.datasets.nyudv2 import NYUDV2_CLASSES
-from mmfusion.evaluation import MultiOutputIoUMetric
+from mmfusion.evaluation.multi_output_iou_metric import MultiOutputIoUMetric
 
 pytestmark = pytest.mark.default_scope('mmseg')
 

@@ -18,8 +18,9 @@ from mmengine.runner import load_checkpoint
 
 import mmfusion.det  # noqa: F401  (registers the modules, as custom_imports does)
 from mmfusion.converters.llvip import create_llvip_infos
-from mmfusion.models.fusion import DistributionAlignedFusion
-from mmfusion.models.losses import GaussianMixturePrior, fit_gmm_by_bic
+from mmfusion.models.fusion.damf_fusion import DistributionAlignedFusion
+from mmfusion.models.losses.gmm_fitting import fit_gmm_by_bic
+from mmfusion.models.losses.gmm_nll_loss import GaussianMixturePrior
 from tests.utils import REPO_ROOT, load_tool
 
 pytestmark = pytest.mark.default_scope('mmdet')

@@ -10,8 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmfusion.models.fusion import (DualStateSpaceFusion, DualStateSpaceFusionBlock,
-                                    FusionMambaBlock, StateSpaceChannelSwapping)
+from mmfusion.models.fusion.dssf import DualStateSpaceFusion, DualStateSpaceFusionBlock
+from mmfusion.models.fusion.fusion_mamba_block import FusionMambaBlock
+from mmfusion.models.fusion.sscs import StateSpaceChannelSwapping
 from mmfusion.models.fusion.dssf import SSM_PARAMS
 from mmfusion.models.fusion.sscs import swap_channel_quarters
 from mmfusion.ops.selective_scan import selective_scan_reference

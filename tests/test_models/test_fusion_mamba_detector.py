@@ -25,7 +25,7 @@ from torch import nn
 
 import mmfusion.det  # noqa: F401  (registers the modules, as custom_imports does)
 from mmfusion.converters.llvip import create_llvip_infos
-from mmfusion.models.backbones import DualStreamCSPDarknet
+from mmfusion.models.backbones.dual_stream_csp_darknet import DualStreamCSPDarknet
 from mmfusion.models.fusion.fusion_mamba_block import FusionMambaBlock
 from tests.utils import REPO_ROOT
 

@@ -21,9 +21,9 @@ from mmseg.registry import DATASETS, METRICS, MODELS
 from torch import nn
 
 import mmfusion.seg  # noqa: F401  (registers the modules, as custom_imports does)
-from mmfusion.models.backbones import GeminiMixVisionTransformer
+from mmfusion.models.backbones.gemini_mit import GeminiMixVisionTransformer
 from mmfusion.models.backbones.gemini_mit import PerModalityNorm
-from mmfusion.models.fusion import GeminiFusionAttention
+from mmfusion.models.fusion.gemini_fusion import GeminiFusionAttention
 
 pytestmark = pytest.mark.default_scope('mmseg')
 

@@ -17,8 +17,8 @@ from sklearn.mixture import GaussianMixture
 
 import mmfusion.det  # noqa: F401  (registers the loss, as custom_imports does)
 from mmfusion.datasets.transforms.degradations import degrade
-from mmfusion.models.losses import (GaussianMixturePrior, GMMNegLogLikelihoodLoss,
-                                    fit_gmm_by_bic)
+from mmfusion.models.losses.gmm_fitting import fit_gmm_by_bic
+from mmfusion.models.losses.gmm_nll_loss import GaussianMixturePrior, GMMNegLogLikelihoodLoss
 
 pytestmark = pytest.mark.default_scope('mmdet')
 

@@ -69,7 +69,7 @@ def loss_and_predict(cfg, train_cfg):
 
 
 def fusion_layers(model):
-    from mmfusion.models.fusion import SSLFusionLayer
+    from mmfusion.models.fusion.scale_aligned_fusion import SSLFusionLayer
     return [m for m in model.middle_encoder.modules() if isinstance(m, SSLFusionLayer)]
 
 

@@ -23,7 +23,7 @@ from sklearn.mixture import GaussianMixture
 
 import mmfusion.det  # noqa: F401
 from mmfusion.datasets.normal_sample_selection import image_statistics
-from mmfusion.models.losses import GaussianMixturePrior
+from mmfusion.models.losses.gmm_nll_loss import GaussianMixturePrior
 from tests.utils import load_tool
 
 pytestmark = pytest.mark.default_scope('mmdet')
@@ -205,7 +205,7 @@ def test_fit_gmm_errors(mixed_json, tmp_path):
 
 def test_fit_gmm_degraded_prior(mixed_json, tmp_path):
     """--degradation (P_degraded): the same selected images, features of their degraded form."""
-    from mmfusion.datasets.transforms import RGBDegradation
+    from mmfusion.datasets.transforms.degradations import RGBDegradation
     ann_file, _ = mixed_json
     cfg_path = _config(tmp_path, ann_file)
     model_cfg = Config.fromfile(cfg_path).model

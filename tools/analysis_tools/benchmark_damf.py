@@ -71,7 +71,7 @@ def parse_args(argv=None):
 
 def synthetic_prior(path, dim, k=8, seed=0):
     """A valid diagonal Gaussian mixture file (K components, d dims) for the loss."""
-    from mmfusion.models.losses import GaussianMixturePrior
+    from mmfusion.models.losses.gmm_nll_loss import GaussianMixturePrior
     gen = torch.Generator().manual_seed(seed)
     GaussianMixturePrior(torch.full((k, ), 1.0 / k), torch.randn(k, dim, generator=gen),
                          torch.rand(k, dim, generator=gen) + 0.5).save(path)

@@ -118,7 +118,7 @@ def parse_args():
 
 def build(block: str, channels: int, args) -> nn.Module:
     if block == 'fmb':
-        from mmfusion.models.fusion import FusionMambaBlock
+        from mmfusion.models.fusion.fusion_mamba_block import FusionMambaBlock
         return FusionMambaBlock(channels, num_dssf_blocks=args.num_dssf_blocks)
     return CrossAttentionFusion(channels, num_layers=args.num_dssf_blocks, num_heads=args.heads)
 

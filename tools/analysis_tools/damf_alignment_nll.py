@@ -52,7 +52,7 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import load_checkpoint
 
 from mmfusion.datasets.transforms.degradations import DEGRADATION_KINDS
-from mmfusion.models.losses import GaussianMixturePrior
+from mmfusion.models.losses.gmm_nll_loss import GaussianMixturePrior
 from mmfusion.utils.compat import restore_mmengine_checkpoint_loading
 
 CLEAN = 'clean'

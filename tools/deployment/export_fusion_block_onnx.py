@@ -30,8 +30,9 @@ from typing import Dict, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-from mmfusion.models.fusion import (DualStateSpaceFusion, FusionMambaBlock,
-                                    StateSpaceChannelSwapping)
+from mmfusion.models.fusion.dssf import DualStateSpaceFusion
+from mmfusion.models.fusion.fusion_mamba_block import FusionMambaBlock
+from mmfusion.models.fusion.sscs import StateSpaceChannelSwapping
 
 BLOCKS = dict(fmb=FusionMambaBlock, sscs=StateSpaceChannelSwapping, dssf=DualStateSpaceFusion)
 INPUT_NAMES = ('x_rgb', 'x_ir')

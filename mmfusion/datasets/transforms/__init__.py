@@ -1,19 +1,7 @@
-"""Data transforms of mmfusion: paired visible/infrared loading, augmentation and degradations
-(mmdet registry); RGB-D loading, aligned augmentation and packing (mmseg registry)."""
-from .calib_perturbation import PerturbCalibration
-from .degradations import RandomRGBDegradation, RGBDegradation
-from .depth_loading import EncodeDepth, LoadDepthFromFile
-from .pack_paired_inputs import PackPairedDetInputs
-from .pack_rgbd_inputs import PackRGBDSegInputs
-from .paired_loading import LoadPairedImageFromFile
-from .paired_mosaic import PairedMosaic
-from .paired_transforms import (InfraredTransform, PairedPad, PairedRandomCrop,
-                                PairedRandomFlip, PairedResize)
-from .rgbd_transforms import RGBDRandomCrop, RGBDRandomFlip, RGBDResize
+"""Data transforms, one host each, imported by the entry points, not here:
 
-__all__ = [
-    'LoadPairedImageFromFile', 'PairedResize', 'PairedRandomFlip', 'PairedRandomCrop',
-    'PairedPad', 'PairedMosaic', 'InfraredTransform', 'PackPairedDetInputs', 'RGBDegradation',
-    'RandomRGBDegradation', 'LoadDepthFromFile', 'EncodeDepth', 'RGBDResize', 'RGBDRandomFlip',
-    'RGBDRandomCrop', 'PackRGBDSegInputs', 'PerturbCalibration'
-]
+- mmdet: ``paired_loading``, ``paired_transforms``, ``paired_mosaic``, ``pack_paired_inputs``,
+  ``degradations`` (paired visible/infrared loading, augmentation, packing, RGB degradations);
+- mmseg: ``depth_loading``, ``rgbd_transforms``, ``pack_rgbd_inputs`` (RGB-D);
+- mmdet3d: ``calib_perturbation``.
+"""

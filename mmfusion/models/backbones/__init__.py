@@ -1,6 +1,2 @@
-"""Backbones of mmfusion: ``DualStreamCSPDarknet`` (mmdet registry, Fusion-Mamba) and
-``GeminiMixVisionTransformer`` (mmseg registry, GeminiFusion)."""
-from .dual_stream_csp_darknet import DualStreamCSPDarknet
-from .gemini_mit import GeminiMixVisionTransformer
-
-__all__ = ['DualStreamCSPDarknet', 'GeminiMixVisionTransformer']
+"""Backbones: ``dual_stream_csp_darknet`` (mmdet, Fusion-Mamba) and ``gemini_mit`` (mmseg,
+GeminiFusion). Imported by the entry points, not here (see :mod:`mmfusion.models`)."""

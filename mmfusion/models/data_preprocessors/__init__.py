@@ -1,6 +1,2 @@
-"""Data preprocessors of mmfusion: ``PairedDetDataPreprocessor`` (mmdet registry, RGB + infrared)
-and ``RGBDSegDataPreProcessor`` (mmseg registry, RGB + depth)."""
-from .paired_data_preprocessor import PairedDetDataPreprocessor
-from .rgbd_seg_data_preprocessor import RGBDSegDataPreProcessor
-
-__all__ = ['PairedDetDataPreprocessor', 'RGBDSegDataPreProcessor']
+"""Data preprocessors: ``paired_data_preprocessor`` (mmdet, RGB + infrared) and
+``rgbd_seg_data_preprocessor`` (mmseg, RGB + depth). Imported by the entry points, not here."""

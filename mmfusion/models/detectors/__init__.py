@@ -1,5 +1,2 @@
-"""Detectors of mmfusion (mmdet registry)."""
-from .damf import DAMFDetector
-from .paired_single_stage import PairedSingleStageDetector
-
-__all__ = ['DAMFDetector', 'PairedSingleStageDetector']
+"""Detectors: ``paired_single_stage`` and ``damf`` (mmdet), ``sslfusion`` (mmdet3d). Imported by
+the entry points, not here (see :mod:`mmfusion.models`)."""

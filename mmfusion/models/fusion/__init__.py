@@ -1,17 +1,7 @@
-"""Fusion blocks, one file each, usable outside their paper's model."""
-from .damf_fusion import DistributionAlignedFusion
-from .dssf import DualStateSpaceFusion, DualStateSpaceFusionBlock
-from .fusion_mamba_block import FusionMambaBlock
-from .gemini_fusion import GeminiFusionAttention
-from .gemini_point_fusion import GeminiPointFusion
-from .latent_fusion import LatentCrossModalFusion
-from .scale_aligned_fusion import ScaleAlignedFusion, SSLFusionLayer
-from .space_alignment import SpaceAlignment
-from .sscs import StateSpaceChannelSwapping
+"""Fusion blocks, one file each, usable outside their paper's model.
 
-__all__ = [
-    'GeminiFusionAttention', 'GeminiPointFusion', 'StateSpaceChannelSwapping',
-    'DualStateSpaceFusion', 'DualStateSpaceFusionBlock', 'FusionMambaBlock',
-    'DistributionAlignedFusion', 'LatentCrossModalFusion', 'SpaceAlignment',
-    'ScaleAlignedFusion', 'SSLFusionLayer'
-]
+Host-bound: each module registers into its host's ``MODELS`` when imported (mmdet:
+``sscs``, ``dssf``, ``fusion_mamba_block``, ``damf_fusion``; mmseg: ``gemini_fusion``;
+mmdet3d: ``gemini_point_fusion``, ``space_alignment``, ``latent_fusion``,
+``scale_aligned_fusion``). This ``__init__`` imports none of them (see :mod:`mmfusion.models`).
+"""

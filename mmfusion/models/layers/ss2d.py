@@ -65,7 +65,7 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
-from mmdet.registry import MODELS
+from mmengine.registry import MODELS
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 

@@ -19,7 +19,7 @@ ones, so official block weights load as is.
 from typing import Optional
 
 from mmcv.cnn.bricks.drop import DropPath
-from mmdet.registry import MODELS
+from mmengine.registry import MODELS
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 

@@ -1,6 +1,2 @@
-"""RoI heads and RoI extractors (second stages of two-stage 3D detectors), registered into
-``mmdet3d.registry`` when imported (``import mmfusion.det3d``)."""
-from .voxel_rcnn_roi_head import VoxelRCNNRoIHead
-from .voxel_roi_pooling import NeighborVoxelPooling, VoxelRoIGridPooling
-
-__all__ = ['VoxelRCNNRoIHead', 'VoxelRoIGridPooling', 'NeighborVoxelPooling']
+"""Second stages of two-stage 3D detectors: ``voxel_rcnn_roi_head`` and ``voxel_roi_pooling``
+(mmdet3d). Imported by ``mmfusion.det3d``, not here."""

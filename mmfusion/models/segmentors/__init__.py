@@ -1,4 +1,2 @@
-"""Segmentors of mmfusion (mmseg registry)."""
-from .gemini_fusion_encoder_decoder import GeminiFusionEncoderDecoder
-
-__all__ = ['GeminiFusionEncoderDecoder']
+"""Segmentors: ``gemini_fusion_encoder_decoder`` (mmseg). Imported by ``mmfusion.seg``, not
+here."""
