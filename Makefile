@@ -1,5 +1,6 @@
 # Two entry points do all the set-up, each idempotent, into a project-local .venv:
 #   make test   installs what is missing, then runs the test suite
+#   make lint   flake8, isort --check and codespell over the repository (CI runs it first)
 #   make demo   installs what is missing, then trains and evaluates MVX-Net on the bundled KITTI sample
 # mmcv 2.1.0 is built from source against the installed torch (about 13 min on 2 cores); pip keeps
 # the built wheel in its cache, so a second install takes seconds.
@@ -8,11 +9,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.mmfusion-installed
-REQS := setup.py requirements/build.txt requirements/runtime.txt requirements/tests.txt
+REQS := setup.py requirements/build.txt requirements/runtime.txt requirements/tests.txt \
+	requirements/dev-constraints.txt requirements/lint.txt
 DEMO_DIR ?= work_dirs/demo_kitti
 PYTEST_ARGS ?=
 
-.PHONY: install test test-slow demo benchmark clean
+.PHONY: install test test-slow lint demo benchmark clean
 
 install: $(STAMP)
 
@@ -22,13 +24,19 @@ $(STAMP): $(REQS)
 	$(PY) -c "import mmcv.ops" 2>/dev/null || { \
 	    $(PIP) install "setuptools<70" && \
 	    MMCV_WITH_OPS=1 MAX_JOBS=$$(nproc) $(PIP) install --no-build-isolation mmcv==2.1.0; }
-	$(PIP) install -r requirements/runtime.txt -r requirements/tests.txt
+	$(PIP) install -r requirements/runtime.txt -r requirements/tests.txt -r requirements/lint.txt \
+	    -c requirements/dev-constraints.txt
 	$(PIP) install --no-deps --no-build-isolation -e .
 	$(PY) -c "import mmcv.ops, mmdet3d, mmdet, mmseg, spconv.pytorch, mmfusion.det3d"
 	touch $(STAMP)
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(PY) -m flake8 mmfusion tools tests configs projects demo setup.py
+	$(PY) -m isort --check-only --diff mmfusion tools tests configs projects demo setup.py
+	$(VENV)/bin/codespell mmfusion tools tests configs projects docs demo README.md
 
 test-slow: install
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)

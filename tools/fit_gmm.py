@@ -279,7 +279,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
         selected_images=[paths[i] for i in indices], selected_indices=indices.tolist(),
         config=osp.abspath(args.config), checkpoint=args.checkpoint, split=args.split,
         seed=args.seed, num_samples_requested=args.num_samples,
-        feature_source='extract_cls_features', degradation=degradation, created=time.strftime('%Y-%m-%d %H:%M:%S'))
+        feature_source='extract_cls_features', degradation=degradation,
+        created=time.strftime('%Y-%m-%d %H:%M:%S'))
     prior.save(args.out, **record)
     print_log(f'Gaussian mixture (K={prior.num_components}, d={prior.feature_dim}, '
               f'{len(features)} samples) written to {args.out}', logger='current')

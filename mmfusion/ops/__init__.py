@@ -10,9 +10,10 @@ from .cpu_fallbacks import install_cpu_fallbacks
 from .dynamic_scatter import dynamic_scatter
 from .nms_bev import nms_bev, nms_normal_bev
 from .selective_scan import selective_scan
+from .voxel_centers import voxel_centers
 from .voxel_query import voxel_query
 
 __all__ = [
     'dynamic_scatter', 'nms_bev', 'nms_normal_bev', 'selective_scan', 'install_cpu_fallbacks',
-    'voxel_query'
+    'voxel_centers', 'voxel_query'
 ]

@@ -55,8 +55,9 @@ __all__ = ['dynamic_scatter']
 _REDUCE_TYPES = ('sum', 'mean', 'max')
 
 # The original mmcv op, captured at import time (None if mmcv or its compiled ``_ext`` module
-# cannot be imported). ``_DynamicScatter.apply`` is not the name the lead rebinds
-# (``mmcv.ops.scatter_points.dynamic_scatter``), so calling it never comes back here.
+# cannot be imported). ``_DynamicScatter.apply`` is not among the names that
+# ``mmfusion.ops.cpu_fallbacks`` rebinds (it rebinds ``mmcv.ops.scatter_points.dynamic_scatter``),
+# so calling it never comes back here.
 try:
     from mmcv.ops.scatter_points import _DynamicScatter as _MMCVDynamicScatter
     _MMCV_DYNAMIC_SCATTER = _MMCVDynamicScatter.apply

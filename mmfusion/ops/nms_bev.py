@@ -3,8 +3,7 @@
 Why this file exists
 --------------------
 mmcv 2.1.0's BEV/3D NMS kernels (``iou3d_nms3d_forward``, ``iou3d_nms3d_normal_forward``,
-``iou3d_boxes_overlap_bev_forward`` behind ``mmcv.ops.iou3d``) exist for CUDA only, and the stack's
-design notes list BEV NMS among the ops without a CPU path. mmdet3d 1.4.0's heads call
+``iou3d_boxes_overlap_bev_forward`` behind ``mmcv.ops.iou3d``) exist for CUDA only. mmdet3d 1.4.0's heads call
 ``nms_bev``/``nms_normal_bev`` from ``mmdet3d.models.layers.box3d_nms`` (``box3d_multiclass_nms``,
 CenterPoint, PartA2, PointRCNN, PV-RCNN, test-time augmentation). This module provides drop-in
 replacements with the same signatures and results that run on any device: on CUDA they call mmcv's
@@ -18,8 +17,8 @@ kernels: they convert the boxes and call ``mmcv.ops.nms_rotated``, and ``nms_nor
 ``mmcv.ops.nms``. Those two ops do have CPU kernels, so the stock functions also run on CPU once
 mmcv imports (only the 7-column ``nms3d``/``nms3d_normal``/``boxes_overlap_bev``/``boxes_iou3d``
 are CUDA-only). This module still gives one device-independent CPU path: it does not need mmcv on
-CPU, accepts float64, uses the CUDA kernels' ``>`` rule (mmcv's CPU ``nms_rotated`` uses ``>=``),
-and is faster than mmcv's CPU ``nms_rotated`` kernel on large inputs.
+CPU, accepts float64, and uses the CUDA kernels' ``>`` rule (mmcv's CPU ``nms_rotated`` uses
+``>=``). Its speed against mmcv's CPU kernel: ``README.md``, "CPU and CUDA".
 
 Semantics (matched to the sources above and ``mmcv/ops/csrc/common/box_iou_rotated_utils.hpp``,
 ``mmcv/ops/csrc/pytorch/cpu/nms_rotated.cpp``, ``mmcv/ops/csrc/common/cuda/nms_rotated_cuda.cuh``,
@@ -76,8 +75,9 @@ from ._rotated_geometry import PAIR_CHUNK, rotated_pair_intersection
 
 __all__ = ['nms_bev', 'nms_normal_bev']
 
-# The original mmcv kernels' Python entry points, captured at import time. The lead rebinds the
-# ``nms_bev``/``nms_normal_bev`` names only, never ``nms_rotated``/``nms``, so no recursion.
+# The original mmcv kernels' Python entry points, captured at import time.
+# ``mmfusion.ops.cpu_fallbacks`` rebinds the ``nms_bev``/``nms_normal_bev`` names only, never
+# ``nms_rotated``/``nms``, so calling these never recurses.
 try:
     from mmcv.ops.nms import nms as _MMCV_NMS
     from mmcv.ops.nms import nms_rotated as _MMCV_NMS_ROTATED

@@ -109,7 +109,7 @@ def voxel_query(query_xyz: Tensor,
         query_xyz (Tensor): (Q, 3) float (x, y, z) metres, e.g. RoI grid points.
         query_batch (Tensor): (Q,) int, sample of each query.
         voxel_xyz (Tensor): (M, 3) float (x, y, z) metres, the centres of ``voxel_indices``
-            (:func:`mmfusion.models.fusion.space_alignment.voxel_centers`); the radius test uses
+            (:func:`mmfusion.ops.voxel_centers`); the radius test uses
             them and the pruning assumes they are the centres.
         voxel_indices (Tensor): (M, 4) int (batch, z, y, x) of the non-empty voxels at
             ``stride`` (spconv ``SparseConvTensor.indices``), unique.

@@ -167,7 +167,8 @@ def test_transforms_refuse_misaligned_pair():
 
 def test_pack_and_preprocess_batch_both_modalities():
     from mmengine.dataset import pseudo_collate
-    from mmfusion.models.data_preprocessors.rgbd_seg_data_preprocessor import RGBDSegDataPreProcessor
+    from mmfusion.models.data_preprocessors.rgbd_seg_data_preprocessor import \
+        RGBDSegDataPreProcessor
     ds = _dataset(LOADING + [dict(type='RGBDResize', scale=(320, 240), keep_ratio=True),
                              dict(type='PackRGBDSegInputs')])
     samples = [ds[0], ds[1]]

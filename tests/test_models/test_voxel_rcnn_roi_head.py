@@ -15,7 +15,7 @@ from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
 
 import mmfusion.det3d  # noqa: F401  (registers the head and the CPU fallbacks)
-from mmfusion.models.fusion.space_alignment import voxel_centers
+from mmfusion.ops.voxel_centers import voxel_centers
 from mmfusion.ops.voxel_query import voxel_query
 
 pytestmark = pytest.mark.default_scope('mmdet3d')

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmfusion.models.fusion.space_alignment import voxel_centers
+from mmfusion.ops.voxel_centers import voxel_centers
 from mmfusion.ops.voxel_query import query_voxel_coords, voxel_query
 
 KITTI = osp.join(osp.dirname(osp.dirname(__file__)), 'data', 'kitti', 'training')

@@ -75,8 +75,7 @@ def make_inputs(args):
                                        (-(-shape // stride)).tolist(), batch_size=1)
         strides[name] = stride
         counts[name] = len(ind)
-    voxel_centers = importlib.import_module(
-        'mmfusion.models.fusion.space_alignment').voxel_centers
+    voxel_centers = importlib.import_module('mmfusion.ops.voxel_centers').voxel_centers
     coarse = voxel_centers(feats['x_conv4'].indices, VOXEL_SIZE, PC_RANGE, 8)
     n_fg = args.rois // 2
     fg = torch.cat([coarse[torch.randint(len(coarse), (n_fg, ), generator=gen)],
@@ -127,8 +126,7 @@ def child(args):
     grid = extractor.roi_grid_points(rois[:, 1:]).reshape(-1, 3)
     batch = torch.zeros(len(grid), dtype=torch.long)
     result = dict(threads=args.child, voxels_per_scale=counts, grid_points=len(grid), query={})
-    voxel_centers = importlib.import_module(
-        'mmfusion.models.fusion.space_alignment').voxel_centers
+    voxel_centers = importlib.import_module('mmfusion.ops.voxel_centers').voxel_centers
     for name, stride, _, radius in SCALES:
         ind = feats[name].indices
         centres = voxel_centers(ind, VOXEL_SIZE, PC_RANGE, stride)

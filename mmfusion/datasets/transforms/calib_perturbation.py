@@ -1,6 +1,6 @@
 """Test-time LiDAR-camera calibration error: a rigid error transform on the camera extrinsic.
 
-Protocol (issue 3; SSLFusion, Ding et al., arXiv 2504.05170, measures the sensitivity of
+Protocol (SSLFusion, Ding et al., arXiv 2504.05170, measures the sensitivity of
 LiDAR + camera fusion to calibration): the LiDAR points, the ground truth and the camera
 intrinsics stay exact, only the extrinsic the model is given is wrong. With a rigid error
 ``T_err = [[R, t], [0, 1]]`` acting in the camera frame::

@@ -60,8 +60,8 @@ fog            0.45-0.57 / 0.40-0.51        0.60-0.67 / 0.23-0.34        0.70-0.
 =============  ===========================  ===========================  ===========================
 
 Only ``night`` draws random numbers. ImageNet-C's own ``fog`` (plasma fractal) and
-``brightness`` (additive HSV shift) are not used: the brief asks for a scattering model, and
-an exposure change in linear light is what over-exposure is physically.
+``brightness`` (additive HSV shift) are not used: fog is modelled as atmospheric scattering,
+and an exposure change in linear light is what over-exposure is physically.
 
 Determinism: with ``seed`` set, the random generator of a sample is
 ``numpy.random.default_rng([seed, crc32(basename(img_path))])`` (``sample_idx`` when there is

@@ -13,14 +13,13 @@ class NormEvalHook(Hook):
     ``begin_iter`` is the same function that runs at test time. This is mmdet's ``norm_eval=True``
     (ResNet), applied to the whole model from a given iteration: it is for training with batches
     too small for their statistics to stand for the data set, where a network fitted under batch
-    statistics does not carry over to the running estimates (SSLFusion's 6-frame KITTI overfit,
-    ``docs/runs/sslfusion_kitti_sample_overfit/``: Car 3D AP R40 moderate 35.0 before, 100.0 after
-    150 iterations with this hook).
+    statistics does not carry over to the running estimates (a use with figures:
+    ``docs/runs/sslfusion_kitti_sample_overfit/``).
 
     Switch where the running estimates match the current weights: after a schedule has converged
     (a fine-tuning run from its checkpoint, ``begin_iter=0``), not while a high learning rate still
-    moves the weights faster than the estimates follow. There, measured on the same run, the
-    activations blew up at the switch and training diverged.
+    moves the weights faster than the estimates follow; there the activations can blow up at the
+    switch and training diverge.
 
     The runner puts the model back in training mode at every epoch start and after validation,
     so the switch is redone before every iteration.

@@ -1,8 +1,7 @@
 """DAMF detector: ViT-B/16 (CLS token) + DETR, frozen in stage 2 under a trained fusion module.
 
 Paper: "Distribution-Aligned Multimodal Fusion for Robust Object Detection" (DAMF), CVPR 2026.
-No official code is released; this follows the paper's three-stage recipe as summarised for this
-project:
+No official code is released; this follows the paper's three-stage recipe:
 
 - stage 0: an RGB detector, a ViT-B encoder with a CLS token and a DETR decoder/head, trained on
   RGB images alone (this class without ``fusion``; paired inputs are accepted, the infrared image

@@ -2,7 +2,7 @@
 
 Paper: "Distribution-Aligned Multimodal Fusion for Robust Object Detection" (DAMF), CVPR 2026,
 method section (the lightweight fusion module, the only part trained in stage 2). No official
-code is released; this module follows the paper's description as summarised for this project
+code is released; this module follows the paper's description of the module
 (bidirectional 8-head cross-modal attention with residuals, adaptive token gating, a fusion MLP
 from 2C to C, about 13M parameters at C = 768). The layer sizes below are our reading; every
 size the paper leaves open is marked "our choice".

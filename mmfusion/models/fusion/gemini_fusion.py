@@ -42,11 +42,9 @@ Deliberate differences from the official code:
   sigmoid of the logit difference, so the keys and values enter only as k0 - k1 and v0 - v1 (the
   projection biases cancel; one C x C projection per token fewer). Same function (tested to 1e-5
   against that loop). Every token is independent, so on CPU the B * N tokens go through in
-  chunks (``chunk_tokens``) that keep the intermediates in cache. On a quiet 2-core CPU at B=8,
-  N=19200, C=64 (tools/analysis_tools/benchmark_gemini_fusion.py): chunked about 1.4x faster
-  than the official structure with the same peak memory (~0.22 GB), 190x faster than a
-  per-pixel loop, 600x faster than full cross-attention; unchunked it was 0.56x of the official
-  structure (memory-bound), which is why chunking is the CPU default.
+  chunks (``chunk_tokens``) that keep the intermediates in cache; chunking is the CPU default
+  because the unchunked pass is memory-bound there (figures:
+  ``tools/analysis_tools/benchmark_gemini_fusion.py``, ``docs/benchmarks/``).
 - The fusion is a standalone block ``forward(x_a, x_b) -> (y_a, y_b)``. The official code runs it
   inside the backbone's self-attention, on the self-attention output before the shared output
   projection ``proj``; a backbone using this block places it there itself.
@@ -70,7 +68,7 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 from mmengine.model import BaseModule
-from mmseg.registry import MODELS
+from mmengine.registry import MODELS
 from torch import Tensor, nn
 
 __all__ = ['GeminiFusionAttention']

@@ -51,8 +51,10 @@ from mmdet3d.registry import MODELS
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
+from mmfusion.ops.voxel_centers import voxel_centers
+
 from .latent_fusion import LatentCrossModalFusion
-from .space_alignment import SpaceAlignment, voxel_centers
+from .space_alignment import SpaceAlignment
 
 __all__ = ['SSLFusionLayer', 'ScaleAlignedFusion']
 

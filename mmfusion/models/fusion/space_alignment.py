@@ -1,78 +1,36 @@
 """SAM, the 3D-to-2D Space Alignment module of SSLFusion: image features for voxel centres.
 
 Paper: B. Ding, J. Xie, J. Nie, J. Cao, "SSLFusion: Scale & Space Aligned Latent Fusion Model for
-Multimodal 3D Object Detection", arXiv 2504.05170, Sec. "3D-to-2D Space Alignment
-Module": every voxel centre v = (x, y, z) of a sparse-backbone stage is projected into the image,
-the image feature there is read, and a depth embedding ``D = sigmoid(fc2(tanh(fc1(v))))`` weights
-it, ``F_hat = D * F``. Official code: github.com/TLDBN/SSLFsion,
-``pcdet/models/backbones_2d/fuser/SSLFusion.py`` (``point_sample_single_kitti`` and the
-``depth_emb`` MLP: 3 -> 64, Tanh, 64 -> 1, Sigmoid), read to settle what the paper leaves open and
-not copied. Stock pieces reused: mmdet3d's ``apply_3d_transformation`` (undoes the recorded
-LiDAR augmentations) and ``F.grid_sample``.
+Multimodal 3D Object Detection", arXiv 2504.05170, Sec. "3D-to-2D Space Alignment Module".
+Official code (read, not copied): github.com/TLDBN/SSLFsion,
+``pcdet/models/backbones_2d/fuser/SSLFusion.py`` (``point_sample_single_kitti``, ``depth_emb``).
+Stock pieces reused: mmdet3d's ``apply_3d_transformation`` and ``F.grid_sample``.
 
 Shape shorthand: M voxels of the whole batch (M = sum of M_b), B samples, C image channels,
-H_f x W_f the image feature map of stride s (pixels of the network input per feature cell).
+H_f x W_f the image feature map of stride s (input pixels per feature cell).
 
-Pixel convention (all docstrings here): "pixel coordinates" (u, v) are the camera model's, as
-``lidar2img`` gives them: u right, v down, in pixels of the *original* image, integer values at
-pixel centres (pixel (i, j) is u = i, v = j). On the network input (resized, cropped, flipped,
-padded image) a point sits at the continuous position ``(u + 0.5, v + 0.5)`` of the original
-image (edge convention: the image covers [0, W) x [0, H)), mapped by the image augmentations in
-mmdet3d's order (``point_sample``): scale by ``scale_factor`` (w, h), subtract
-``img_crop_offset`` (x, y), then mirror ``x -> W - x`` (``flip``, horizontal; ``flip_direction``
-'vertical' / 'diagonal' mirror y / both), with W, H from ``img_shape``. A feature cell (i, j) of
-stride s covers input pixels [s*i, s*(i+1)), its centre at s*(i + 0.5) in that edge convention,
-which is what ``grid_sample(..., align_corners=False)`` assumes when the grid is normalised by
-the feature map's extent s * W_f (the padded input width). So a voxel projecting exactly to the
-original pixel u = s*i + (s - 1) / 2 of an unaugmented image reads feature column i exactly
-(for s = 1: integer pixel u reads column u).
+Pixel convention: (u, v) are ``lidar2img`` pixels of the *original* image (u right, v down,
+integer values at pixel centres). On the network input a point sits at ``(u + 0.5, v + 0.5)``
+mapped by mmdet3d's image augmentations in its order (scale by ``scale_factor``, subtract
+``img_crop_offset``, mirror for ``flip``), and ``grid_sample(align_corners=False)`` reads the
+feature map whose cell (i, j) covers input pixels [s*i, s*(i+1)).
 
-What one call computes, per sample b (a Python loop over the B samples, not over voxels)::
+What one call computes, per sample b (a loop over the B samples, not over voxels)::
 
     p     = undo_augmentation(v, meta_b)             (M_b, 3) metres, original LiDAR frame
     [x, y, w] = lidar2img @ [p, 1]                    w: depth along the optical axis (metres)
-    (u, v) = (x / w, y / w)                          pixels of the original image
-    q     = image_transforms(u + 0.5, v + 0.5)       (M_b, 2) edge-convention input pixels
+    q     = image_transforms(x / w + 0.5, y / w + 0.5)   (M_b, 2) input pixels
     F     = grid_sample(img_feats[b], 2 q / (s [W_f, H_f]) - 1, bilinear, align_corners=False)
     valid = (w > min_depth) & (0 <= q_x < W) & (0 <= q_y < H)   W, H = img_shape (no padding)
     D     = sigmoid(fc2(tanh(fc1(p / coord_scale))))  (M_b, 1), the depth embedding
     out   = where(valid, D * F, 0)                   (M_b, C)
 
-Fixes relative to the official code, and other deliberate differences:
-
-- Points behind the camera are masked (``w > min_depth``). The official code divides by the
-  depth and keeps any point whose pixel lands in the image, so points behind the camera with a
-  mirrored projection inside the image read features of unrelated pixels.
-- Bilinear sampling on the stage's own feature level (``F.grid_sample``, ``align_corners=False``,
-  pixel convention above) instead of truncating the pixel coordinate to an integer on an image
-  feature map first upsampled to the full image size (``align_corners=True`` interpolation),
-  which costs a full-resolution copy of every level and shifts samples by up to one pixel.
-- All augmentations are undone from the recorded metadata, in the recorded order
-  (``transformation_3d_flow``), through mmdet3d's ``apply_3d_transformation``; the official code
-  undoes OpenPCDet's scale / rotation / flips in a fixed order. The image-side resize, crop and
-  flip are applied to the projected pixels (the official code assumes an unaugmented image).
-  If a non-identity augmentation is recorded without ``transformation_3d_flow``, a
-  ``ValueError`` is raised: ``apply_3d_transformation`` would silently undo nothing.
-- Projection runs in PyTorch on the features' device; the official code goes through NumPy on
-  the CPU (``calib.lidar_to_img(... .cpu().numpy())``) and builds tensors with ``.cuda()``.
-- The voxel centres are given by the caller; :func:`voxel_centers` computes them from sparse
-  indices as ``(index + 0.5) * voxel_size * stride + range_min`` (OpenPCDet's
-  ``get_voxel_centers``). The official fuser uses the voxel's lower corner (no ``+ 0.5``).
-- ``coord_scale`` (metres, default 1 = paper and official code) divides the coordinates before
-  ``fc1``; with KITTI ranges of +-70 m the default Tanh saturates at initialisation, a larger
-  scale (e.g. 50) keeps it in its linear range. ``with_depth_embedding=False`` gives D = 1 (the
-  ablation without it).
-- The depth embedding sees the voxel centre in the original LiDAR frame (after undoing the
-  augmentations, as the official code), so D does not change with the augmentation; its input
-  order is (x, y, z) where the official code feeds (z, y, x) (a checkpoint's ``depth_emb.0``
-  weight maps with its columns reversed).
-- Only one camera (``lidar2img`` of shape (4, 4) or (3, 4)) per sample; multi-view metadata
-  raises ``ValueError``. ``lidar2img`` must describe the original image (as the dataset infos
-  give it and mmdet3d's ``PointFusion`` assumes); pipelines that fold the image augmentation
-  into ``lidar2img`` themselves would have it applied twice.
-- Compared with mmdet3d's ``point_sample`` (which scales ``u`` without the half-pixel shift,
-  mirrors with ``W - u`` and normalises by the padded size with ``align_corners=True``), the
-  positions here are exact under one stated convention; the two differ by up to one pixel.
+Differences from the official code (reasons in ``projects/SSLFusion/README.md``, "Differences"):
+points behind the camera are masked; bilinear sampling on each level's own stride instead of
+an upsampled full-size map; every recorded augmentation is undone (``transformation_3d_flow``),
+image-side ones included; voxel centres at ``index + 0.5`` (:func:`mmfusion.ops.voxel_centers`);
+the depth-embedding input is (x, y, z) where the official code feeds (z, y, x); ``coord_scale``
+(default 1, as the official code) is a new option; one camera per sample.
 """
 from typing import List, Optional, Sequence, Tuple
 
@@ -84,28 +42,7 @@ from mmdet3d.registry import MODELS
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
-__all__ = ['SpaceAlignment', 'voxel_centers']
-
-
-def voxel_centers(indices: Tensor, voxel_size: Sequence[float],
-                  point_cloud_range: Sequence[float], stride: int = 1) -> Tensor:
-    """Centres of sparse voxels in the (augmented) LiDAR frame.
-
-    Args:
-        indices (Tensor): (M, 4) int, spconv / OpenPCDet order (batch, z, y, x), at ``stride``.
-        voxel_size (Sequence[float]): (dx, dy, dz) metres of the input voxel grid.
-        point_cloud_range (Sequence[float]): (x_min, y_min, z_min, x_max, y_max, z_max) metres.
-        stride (int): downsampling of the stage relative to the input voxel grid.
-
-    Returns:
-        Tensor: (M, 3) float32 (x, y, z) metres, ``(index + 0.5) * voxel_size * stride + min``.
-    """
-    if indices.dim() != 2 or indices.shape[1] != 4:
-        raise ValueError(f'indices must be (M, 4) (batch, z, y, x), got {tuple(indices.shape)}')
-    xyz = indices[:, [3, 2, 1]].float()
-    size = xyz.new_tensor(voxel_size) * stride
-    low = xyz.new_tensor(point_cloud_range[:3])
-    return (xyz + 0.5) * size + low
+__all__ = ['SpaceAlignment']
 
 
 def _as_tensor(value, like: Tensor) -> Tensor:

@@ -60,7 +60,7 @@ from mmdet3d.structures.bbox_3d import rotation_3d_in_axis
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
-from mmfusion.models.fusion.space_alignment import voxel_centers
+from mmfusion.ops.voxel_centers import voxel_centers
 from mmfusion.ops.voxel_query import voxel_query
 
 __all__ = ['VoxelRoIGridPooling', 'NeighborVoxelPooling']

@@ -1,18 +1,13 @@
-# DAMF stage 2 on LLVIP (person): the stage-0 detector frozen, only the fusion module
-# (DistributionAlignedFusion, 13.0M parameters) trained, on RGB images with the seen degradation
-# + clean infrared, with loss = -log P_normal(fused CLS) + 0.5 * L_det.
-# Model: ./_base_/models/damf-stage2_vit-b16-detr.py; schedule:
-# ./_base_/schedules/damf-stage2_adamw-12e.py; degradation protocol:
-# configs/_base_/degradations/; commands (stage 0 -> 1 -> 2): projects/DAMF/README.md.
+# DAMF stage 2 on LLVIP (person): the stage-0 detector frozen, only the
+# fusion module trained, on RGB images with the seen degradation + clean infrared, with
+# loss = -log P_normal(fused CLS) + 0.5 * L_det. Dataset-agnostic part:
+# ./_base_/damf-stage2_vit-b16-detr_8xb2-12e.py; commands (stage 0 -> 1 -> 2):
+# projects/DAMF/README.md. Seen/unseen degraded test sets and scenes:
+#   python tools/analysis_tools/eval_degradations.py CONFIG CHECKPOINT \
+#       --test-sets degradation_test_sets      (or scene_test_sets)
 _base_ = [
     '../../../configs/_base_/datasets/llvip_paired_detection.py',
-    './_base_/datasets/damf_pipelines_640x512.py',
-    './_base_/models/damf-stage2_vit-b16-detr.py',
-    './_base_/schedules/damf-stage2_adamw-12e.py',
-    '../../../configs/_base_/degradations/rgb_degradation_train.py',
-    '../../../configs/_base_/degradations/rgb_degradation_test_sets.py',
-    '../../../configs/_base_/degradations/rgb_scene_test_sets.py',
-    'mmdet::_base_/default_runtime.py',
+    './_base_/damf-stage2_vit-b16-detr_8xb2-12e.py',
 ]
 
 # stage-0 outputs: its checkpoint (the frozen detector) and the stage-1 prior fitted on it
@@ -22,17 +17,13 @@ model = dict(
     bbox_head=dict(num_classes=1),
     align_loss=dict(gmm_file=stage0_work_dir + 'gmm_normal.pth'))
 
-# training data: RGB with the seen degradation (`train_degradation`: over-exposure, severity
-# 1-5, half of the images) + clean infrared; the degradation right after loading
+# training: RGB with the seen degradation (`train_degradation`: over-exposure, severity 1-5, half
+# of the images) right after loading + clean infrared; validation on clean RGB
 train_dataloader = dict(
     batch_size=2,
     num_workers=2,
     dataset=dict(pipeline=_base_.damf_train_pipeline[:1] + [_base_.train_degradation] +
                  _base_.damf_train_pipeline[1:]))
-# validation on clean RGB; seen/unseen degraded test sets and scenes:
-#   python tools/analysis_tools/eval_degradations.py CONFIG CHECKPOINT \
-#       --test-sets degradation_test_sets      (or scene_test_sets)
 val_dataloader = dict(
     batch_size=2, num_workers=2, dataset=dict(pipeline=_base_.damf_test_pipeline))
 test_dataloader = val_dataloader
-default_hooks = dict(checkpoint=dict(interval=1, max_keep_ckpts=2))

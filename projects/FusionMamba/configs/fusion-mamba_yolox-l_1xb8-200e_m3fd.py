@@ -5,19 +5,12 @@
 #   python tools/train.py projects/FusionMamba/configs/fusion-mamba_yolox-l_1xb8-200e_m3fd.py
 _base_ = [
     '../../../configs/_base_/datasets/m3fd_paired_detection.py',
-    'mmdet::_base_/default_runtime.py',
     './_base_/fusion-mamba_yolox-l_1xb8-200e.py',
 ]
 
 model = dict(bbox_head=dict(num_classes=6))
 
 train_dataloader = dict(
-    dataset=dict(
-        _delete_=True,
-        type='MultiImageMixDataset',
-        dataset=dict(_base_.train_dataloader.dataset,
-                     pipeline=_base_.mosaic_loading_pipeline),
-        pipeline=_base_.mosaic_train_pipeline))
-
-default_hooks = dict(
-    checkpoint=dict(interval=10, max_keep_ckpts=3, save_best='coco/bbox_mAP_50', rule='greater'))
+    dataset=dict(_base_.mosaic_dataset, _delete_=True,
+                 dataset=dict(_base_.train_dataloader.dataset,
+                              pipeline=_base_.mosaic_loading_pipeline)))

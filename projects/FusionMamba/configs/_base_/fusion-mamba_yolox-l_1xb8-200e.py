@@ -1,7 +1,7 @@
 # Fusion-Mamba (Dong et al., arXiv 2404.09146, IEEE TMM 2025): model and training recipe shared by
-# the dataset configs of this folder. A dataset config adds a paired dataset base
-# (configs/_base_/datasets/*_paired_detection.py) and mmdet's default runtime, wraps the training
-# set into MultiImageMixDataset with `mosaic_train_pipeline`, and sets the checkpoint hook (see
+# the dataset configs of this folder, with mmdet's default runtime. A dataset config adds a paired
+# dataset base (configs/_base_/datasets/*_paired_detection.py), its number of classes, and wraps
+# its training set into `mosaic_dataset` (MultiImageMixDataset with `mosaic_train_pipeline`; see
 # fusion-mamba_yolox-l_1xb8-200e_llvip.py).
 #
 # Sources of the values:
@@ -22,6 +22,7 @@
 # Deviations (see projects/FusionMamba/README.md): mmdet's YOLOX neck/head (anchor-free,
 # decoupled, SimOTA) instead of YOLOv5's anchor head; no MixUp/RandomAffine (no paired versions
 # yet): scale/translation jitter of the mosaic comes from a paired random resize + random crop.
+_base_ = 'mmdet::_base_/default_runtime.py'
 custom_imports = dict(imports=['mmfusion.det'], allow_failed_imports=False)
 
 train_img_scale = (640, 640)  # (w, h) [train]; the dataset base sets the test size
@@ -107,6 +108,9 @@ mosaic_train_pipeline = [
     dict(type='FilterAnnotations', min_gt_bbox_wh=(1, 1), keep_empty=False),
     dict(type='PackPairedDetInputs'),
 ]
+# The training dataset of a dataset config: its dataset (loading with `mosaic_loading_pipeline`)
+# goes into `dataset`.
+mosaic_dataset = dict(type='MultiImageMixDataset', pipeline=mosaic_train_pipeline)
 
 # training schedule [train]/[hyp]
 max_epochs = 200
@@ -146,3 +150,6 @@ custom_hooks = [
     dict(type='EMAHook', ema_type='ExpMomentumEMA', momentum=0.0001, update_buffers=True,
          priority=49),
 ]
+
+default_hooks = dict(
+    checkpoint=dict(interval=10, max_keep_ckpts=3, save_best='coco/bbox_mAP_50', rule='greater'))

@@ -2,8 +2,8 @@
 # registered pairs for mmfusion's paired detectors, with the *infrared* label set (the boxes
 # drawn on the infrared images, `{X}labelr`; the converter's default) as horizontal boxes
 # (the converter's `bbox`: min/max of each polygon, clipped to the 640x512 frame).
-# Same layout as configs/_base_/datasets/*_paired_detection.py (kept here until a shared
-# DroneVehicle base exists). Classes: mmfusion/converters/dronevehicle.py CLASSES.
+# Same layout as the other paired dataset bases of this folder. Classes:
+# mmfusion/converters/dronevehicle.py CLASSES.
 #
 # Data preparation (crops the 100-pixel white border, writes the 640x512 pairs):
 #   data/DroneVehicle/{train,val,test}/{X}img, {X}imgr, {X}label, {X}labelr   (release)
