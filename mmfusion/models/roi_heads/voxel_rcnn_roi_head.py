@@ -10,7 +10,9 @@ foreground, 80 % of the negatives hard, i.e. IoU in [0.1, 0.55)) are those of it
 (github.com/TLDBN/SSLFsion, ``tools/cfgs/kitti/voxel_rcnn_3class_SSLFusion.yaml``, ROI_HEAD),
 read and not copied.
 
-Stock mmdet3d pieces reused: ``PVRCNNRoiHead._assign_and_sample`` (per-class
+Stock mmdet3d pieces reused: ``Base3DRoIHead`` (builds the extractor, head, assigner and
+sampler), ``PVRCNNRoiHead._assign_and_sample`` (called as a function of this head's assigner and
+sampler: per-class
 ``Max3DIoUAssigner`` + ``IoUNegPiecewiseSampler``: the official sampler's fg 0.55 / hard-bg 0.1
 split with 80 % hard negatives), ``PVRCNNBBoxHead`` (a 6 x 6 x 6 grid-feature FC head: same
 layer layout as the official head, canonical-frame targets, IoU-based confidence targets,
@@ -23,8 +25,9 @@ Config layout: ``train_cfg`` / ``test_cfg`` are the ``rcnn`` parts of mmdet3d's 
 ``score_thr`` and, optional here, ``max_num`` (boxes kept per sample after NMS, highest
 scores first; the official post-processing keeps at most 500).
 
-Differences from the stock PV-RCNN RoI head it subclasses: no semantic head (PV-RCNN's
-``__init__`` requires one, so ``Base3DRoIHead.__init__`` is called directly); features come from
+Differences from the stock PV-RCNN RoI head: no semantic head (PV-RCNN's ``__init__`` requires
+one, which is why this head derives from ``Base3DRoIHead`` and borrows only PV-RCNN's assignment
+and sampling); features come from
 ``feats_dict['multi_scale_3d_feats']`` / ``['multi_scale_3d_strides']``; the ground truth of
 ``batch_data_samples`` is not modified (the stock ``_assign_and_sample`` replaces
 ``gt_instances_3d.bboxes_3d`` by its tensor, so it is given copies); samples without proposals
@@ -56,7 +59,7 @@ def _rois(boxes_list: List[Tensor]) -> Tensor:
 
 
 @MODELS.register_module()
-class VoxelRCNNRoIHead(PVRCNNRoiHead):
+class VoxelRCNNRoIHead(Base3DRoIHead):
     """Voxel R-CNN RoI head: voxel RoI pooling + grid-feature box refinement.
 
     Args:
@@ -81,15 +84,13 @@ class VoxelRCNNRoIHead(PVRCNNRoiHead):
                  init_cfg: Optional[dict] = None):
         if bbox_roi_extractor is None or bbox_head is None:
             raise ValueError('VoxelRCNNRoIHead needs bbox_roi_extractor and bbox_head configs')
-        Base3DRoIHead.__init__(
-            self,
+        super().__init__(
             bbox_head=bbox_head,
             bbox_roi_extractor=bbox_roi_extractor,
             train_cfg=train_cfg,
             test_cfg=test_cfg,
             init_cfg=init_cfg)
         self.num_classes = num_classes
-        self.semantic_head = None
         extractor, head = self.bbox_roi_extractor, self.bbox_head
         if hasattr(head, 'grid_size') and hasattr(extractor, 'grid_size'):
             if head.grid_size != extractor.grid_size:
@@ -101,7 +102,6 @@ class VoxelRCNNRoIHead(PVRCNNRoiHead):
                     f'VoxelRCNNRoIHead: bbox_head.in_channels must be the extractor\'s '
                     f'out_channels {extractor.out_channels}, got '
                     f'{head.in_channels // extractor.grid_size**3}')
-        self.init_assigner_sampler()
 
     def _bbox_forward(self, feats_dict: dict, rois: Tensor) -> dict:
         """Pool the RoIs and run the box head.
@@ -206,4 +206,4 @@ class VoxelRCNNRoIHead(PVRCNNRoiHead):
         """
         copies = [InstanceData(bboxes_3d=gt.bboxes_3d, labels_3d=gt.labels_3d)
                   for gt in batch_gt_instances_3d]
-        return super()._assign_and_sample(proposal_list, copies)
+        return PVRCNNRoiHead._assign_and_sample(self, proposal_list, copies)
