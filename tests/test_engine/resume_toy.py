@@ -95,3 +95,56 @@ class KillAfterCheckpointHook(Hook):
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
         if runner.train_loop.__class__.__name__ == 'IterBasedTrainLoop':
             self._maybe_kill(runner, runner.iter + 1)
+
+
+PIPELINE = [
+    dict(type='mmcv.RandomFlip', prob=0.5, direction=['horizontal', 'vertical']),
+    dict(type='mmcv.RandomGrayscale', prob=0.3, keep_channels=True),
+    dict(type='ToyPack'),
+]
+
+
+def write_config(path, loop, num_workers, hook=True):
+    """Write a toy config: 12 samples, batch 2, validation every epoch / 3 iterations."""
+    by_epoch = loop == 'epoch'
+    sampler = 'DefaultSampler' if by_epoch else 'InfiniteSampler'
+    train_cfg = (dict(type='EpochBasedTrainLoop', max_epochs=4, val_interval=1) if by_epoch
+                 else dict(type='IterBasedTrainLoop', max_iters=12, val_interval=3))
+    hooks = [dict(type='KillAfterCheckpointHook')]
+    if hook:
+        hooks.insert(0, dict(type='RandomStateHook'))
+    cfg = dict(
+        custom_imports=dict(imports=['tests.test_engine.resume_toy',
+                                     'mmfusion.engine.hooks.random_state_hook'],
+                            allow_failed_imports=False),
+        model=dict(type='ToyAugModel'),
+        train_dataloader=dict(
+            batch_size=2, num_workers=num_workers, persistent_workers=num_workers > 0,
+            sampler=dict(type=sampler, shuffle=True), collate_fn=dict(type='default_collate'),
+            dataset=dict(type='ToyAugDataset', pipeline=PIPELINE)),
+        val_dataloader=dict(
+            batch_size=4, num_workers=0, sampler=dict(type='DefaultSampler', shuffle=False),
+            collate_fn=dict(type='default_collate'),
+            dataset=dict(type='ToyAugDataset', pipeline=[dict(type='ToyPack')])),
+        val_evaluator=dict(type='ToyMSE'),
+        val_cfg=dict(type='ValLoop'),
+        train_cfg=train_cfg,
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01, momentum=0.9)),
+        default_hooks=dict(
+            checkpoint=dict(type='CheckpointHook', interval=1 if by_epoch else 4,
+                            by_epoch=by_epoch),
+            logger=dict(type='LoggerHook', interval=1)),
+        custom_hooks=hooks,
+        randomness=dict(seed=0),
+        env_cfg=dict(dist_cfg=dict(backend='gloo')),
+        log_level='WARNING',
+        test_dataloader=dict(
+            batch_size=4, num_workers=0, sampler=dict(type='DefaultSampler', shuffle=False),
+            collate_fn=dict(type='default_collate'),
+            dataset=dict(type='ToyAugDataset', pipeline=[dict(type='ToyPack')])),
+        test_evaluator=dict(type='ToyMSE'),
+        test_cfg=dict(type='TestLoop'),
+    )
+    with open(path, 'w') as f:
+        for key, value in cfg.items():
+            f.write(f'{key} = {value!r}\n')
