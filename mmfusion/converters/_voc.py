@@ -6,11 +6,12 @@ file. Coordinates are kept as in the xml (pixels; integers stay ``int``).
 import math
 import os
 import os.path as osp
+import warnings
 import xml.etree.ElementTree as ET
 
 from PIL import Image
 
-from ._io import DatasetFormatError
+from ._io import ConversionReport, DatasetFormatError
 
 
 def number(text, xml_path, what):
@@ -42,11 +43,20 @@ def flag(obj, tag, xml_path, where):
 
 
 def image_size(path):
-    """``(width, height)`` from the image header (PIL reads no pixel data here)."""
+    """``(width, height)`` from the image header (PIL reads no pixel data here).
+
+    Raises:
+        DatasetFormatError: If the header is unreadable, or claims more pixels than PIL's
+            decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``).
+    """
     try:
-        with Image.open(path) as img:
-            return img.size
-    except OSError as e:  # includes PIL.UnidentifiedImageError
+        with warnings.catch_warnings():
+            warnings.simplefilter('error', Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                return img.size
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
+        raise DatasetFormatError(path, f'refused as a decompression bomb ({e})') from None
+    except (OSError, SyntaxError, ValueError) as e:  # includes PIL.UnidentifiedImageError
         raise DatasetFormatError(path, f'cannot read image ({e})') from None
 
 
@@ -141,3 +151,26 @@ def coco_annotations(objects, image_id, cat_ids, first_id):
             truncated=obj['truncated'],
             difficult=obj['difficult']))
     return anns
+
+
+def coco_report(dataset, infos, dropped=None, reason=''):
+    """A :class:`~mmfusion.converters._io.ConversionReport` of COCO dicts per split.
+
+    Args:
+        dataset (str): Dataset name.
+        infos (dict): ``{split: COCO dict}``.
+        dropped (dict, optional): ``{split: {class: count}}`` of objects left out.
+        reason (str): Why those objects were left out.
+    """
+    report = ConversionReport(dataset)
+    for split, coco in infos.items():
+        names = {c['id']: c['name'] for c in coco['categories']}
+        report.add_frames(split, len(coco['images']))
+        for name in names.values():
+            report.add_object(split, name, 0)
+        for ann in coco['annotations']:
+            report.add_object(split, names[ann['category_id']])
+        for name, n in (dropped or {}).get(split, {}).items():
+            if n:
+                report.drop(split, name, reason, n)
+    return report
