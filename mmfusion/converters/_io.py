@@ -16,6 +16,7 @@ import os.path as osp
 import pickle
 import shutil
 import tempfile
+import warnings
 from contextlib import contextmanager
 
 REPORT_NAME = 'conversion_report.json'
@@ -73,6 +74,25 @@ def open_text(path):
             path, f'line {line}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset '
             f'{e.start})') from None
     return io.StringIO(text, newline=None)
+
+
+def image_size(path):
+    """``(width, height)`` from an image header (PIL reads no pixel data here).
+
+    Raises:
+        DatasetFormatError: If the header is unreadable, or claims more pixels than PIL's
+            decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``).
+    """
+    from PIL import Image
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('error', Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                return img.size
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
+        raise DatasetFormatError(path, f'refused as a decompression bomb ({e})') from None
+    except (OSError, SyntaxError, ValueError) as e:  # includes PIL.UnidentifiedImageError
+        raise DatasetFormatError(path, f'cannot read image ({e})') from None
 
 
 def check_finite(values, path, what):

@@ -6,12 +6,9 @@ file. Coordinates are kept as in the xml (pixels; integers stay ``int``).
 import math
 import os
 import os.path as osp
-import warnings
 import xml.etree.ElementTree as ET
 
-from PIL import Image
-
-from ._io import ConversionReport, DatasetFormatError
+from ._io import ConversionReport, DatasetFormatError, image_size  # noqa: F401 (re-exported)
 
 
 def number(text, xml_path, what):
@@ -40,24 +37,6 @@ def flag(obj, tag, xml_path, where):
     if value not in (0, 1):
         raise DatasetFormatError(xml_path, f'{where} <{tag}> must be 0 or 1, got {value}')
     return int(value)
-
-
-def image_size(path):
-    """``(width, height)`` from the image header (PIL reads no pixel data here).
-
-    Raises:
-        DatasetFormatError: If the header is unreadable, or claims more pixels than PIL's
-            decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``).
-    """
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter('error', Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                return img.size
-    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
-        raise DatasetFormatError(path, f'refused as a decompression bomb ({e})') from None
-    except (OSError, SyntaxError, ValueError) as e:  # includes PIL.UnidentifiedImageError
-        raise DatasetFormatError(path, f'cannot read image ({e})') from None
 
 
 def list_stems(folder, ext, what='folder'):

@@ -267,6 +267,7 @@ def _collect_split(root_path, split, label_modality):
 
 def _save_crop(staging, src, final):
     """Crop the border of ``src`` and stage it as a JPEG for ``final``."""
+    image_size(src)  # refuses decompression bombs before decoding
     try:
         with Image.open(src) as img:
             img.load()

@@ -239,11 +239,7 @@ def _check_frame(root, folder, idx, kinds, split_file):
         raise DatasetFormatError(
             paths['velodyne'], f'truncated or empty point cloud: {size} bytes is not a positive '
             f'multiple of {_POINT_BYTES} (x, y, z, reflectance as float32)')
-    try:
-        with Image.open(paths['image_2']) as img:
-            img.size
-    except (OSError, SyntaxError, ValueError) as e:
-        raise DatasetFormatError(paths['image_2'], f'not a readable image ({e})') from None
+    image_size(paths['image_2'])
     _check_calib(paths['calib'])
     if 'label_2' in paths:
         _check_label(paths['label_2'])

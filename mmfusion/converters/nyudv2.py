@@ -283,6 +283,7 @@ def _read_png(path, what, list_path, bit_depth, colour_type, expect):
     if got != (bit_depth, colour_type):
         raise DatasetFormatError(path, f'{what} PNG has bit depth {got[0]}, colour type '
                                  f'{got[1]}; expected {expect}')
+    image_size(path)  # refuses decompression bombs before decoding
     try:
         with Image.open(path) as im:
             im.load()

@@ -9,9 +9,6 @@ import os
 import os.path as osp
 import sys
 
-from mmfusion.utils.compat import (CheckpointError, allow_unsafe_checkpoints,
-                                   restore_mmengine_checkpoint_loading)
-
 DEBUG_ENV = 'MMFUSION_DEBUG'
 
 
@@ -63,6 +60,8 @@ def check_run_inputs(cfg, args, dataloaders):
         InputError: If a ``data_root`` of those dataloaders or the checkpoint to load
             (``cfg.load_from``) does not exist.
     """
+    from mmfusion.utils.compat import (allow_unsafe_checkpoints,
+                                       restore_mmengine_checkpoint_loading)
     restore_mmengine_checkpoint_loading()
     allow_unsafe_checkpoints(bool(getattr(args, 'unsafe_load', False) or cfg.get('unsafe_load')))
     for name in dataloaders:
@@ -77,11 +76,17 @@ def check_run_inputs(cfg, args, dataloaders):
         raise InputError(load_from, 'checkpoint does not exist')
 
 
-def _one_line(error):
+def one_line_error(error):
+    """The error as one line naming its path (``OSError``: ``'<path>: <reason>'``)."""
     if isinstance(error, OSError) and error.filename is not None:
         return f'{error.filename}: {error.strerror or error}'
     lines = str(error).strip().splitlines()
     return lines[0] if lines else type(error).__name__
+
+
+def debug_requested(argv):
+    """Whether ``--debug`` is in ``argv`` or ``MMFUSION_DEBUG`` is set (not ``0``)."""
+    return '--debug' in argv or os.environ.get(DEBUG_ENV, '') not in ('', '0')
 
 
 def run_main(main, prog, argv=None):
@@ -95,12 +100,14 @@ def run_main(main, prog, argv=None):
         int: The exit code (0 on success).
     """
     argv = sys.argv[1:] if argv is None else argv
-    debug = '--debug' in argv or os.environ.get(DEBUG_ENV, '') not in ('', '0')
+    from mmfusion.utils.compat import CheckpointError
+    debug = debug_requested(argv)
     try:
         main()
     except (InputError, CheckpointError, OSError) as e:
         if debug:
             raise
-        print(f'{prog}: error: {_one_line(e)} (--debug for the traceback)', file=sys.stderr)
+        print(f'{prog}: error: {one_line_error(e)} (--debug for the traceback)',
+              file=sys.stderr)
         return 2
     return 0
