@@ -1,5 +1,5 @@
-"""mmfusion.utils.compat: Runner checkpoints load with weights_only=True; unsafe pickles are refused;
-stock ObjectSample runs."""
+"""mmfusion.utils.compat: Runner checkpoints load with weights_only=True, unsafe pickles are
+refused; stock ObjectSample runs."""
 import fractions
 import os
 import os.path as osp

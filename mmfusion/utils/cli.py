@@ -1,4 +1,4 @@
-"""Input checks and clean failures for the command-line tools (``tools/train.py``, ``tools/test.py``).
+"""Input checks and clean failures of the command-line tools (``tools/train.py``, ``test.py``).
 
 A bad input (missing config, data root or checkpoint; a corrupt or unsafe checkpoint; an OS
 error on a named path) ends the tool with one line on stderr naming the path and the problem,

@@ -6,8 +6,9 @@ Two defects of the stock stack, each fixed at the narrowest point (both idempote
    that means ``weights_only=True``, and every checkpoint mmengine's Runner writes stores objects
    that unpickler refuses by default: its message hub (``mmengine.logging.HistoryBuffer`` holding
    numpy arrays, numpy scalars in the runtime info). :func:`restore_mmengine_checkpoint_loading`
-   allow-lists exactly those types (``builtins.getattr`` only for ``HistoryBuffer``'s methods) (:data:`MMENGINE_SAFE_GLOBALS`, through
-   ``torch.serialization.add_safe_globals``) and registers a local-file loader that keeps
+   allow-lists exactly those types (:func:`mmengine_safe_globals`, through
+   ``torch.serialization.add_safe_globals``; ``builtins.getattr`` only for ``HistoryBuffer``'s
+   statistics methods) and registers a local-file loader that keeps
    ``weights_only=True``: a checkpoint holding any other pickled object (a class, a function, a
    ``__reduce__`` that would run code) is refused with :class:`UnsafeCheckpointError` naming the
    file and the offending globals, before anything in it runs. :func:`allow_unsafe_checkpoints`
