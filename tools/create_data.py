@@ -47,6 +47,9 @@ def parse_args(argv=None):
     parser.add_argument('--out-dir', required=True, help='output folder (outside the dataset)')
     parser.add_argument('--extra-tag', default=None,
                         help='prefix of the output file names (default: the dataset name)')
+    parser.add_argument('--allow-split-overlap', action='store_true',
+                        help='nyudv2 extracted layout only: accept frames listed in both train.txt '
+                        'and val.txt (an overfitting sample); an error otherwise')
     parser.add_argument('--debug', action='store_true',
                         help='show the full traceback of an error (also with MMFUSION_DEBUG=1)')
     return parser.parse_args(argv)
@@ -56,8 +59,15 @@ def main(argv=None):
     args = parse_args(argv)
     module, func = CONVERTERS[args.dataset]
     convert = getattr(importlib.import_module(module), func)
+    options = dict(extra_tag=args.extra_tag or args.dataset)
+    if args.allow_split_overlap:
+        if args.dataset != 'nyudv2':
+            print(f'create_data.py {args.dataset}: error: --allow-split-overlap is for nyudv2 '
+                  'only', file=sys.stderr)
+            return 2
+        options['allow_split_overlap'] = True
     try:
-        outputs = convert(args.root_path, args.out_dir, extra_tag=args.extra_tag or args.dataset)
+        outputs = convert(args.root_path, args.out_dir, **options)
     except (DatasetFormatError, ValueError, OSError) as e:
         if debug_requested(sys.argv[1:] if argv is None else argv):
             raise
