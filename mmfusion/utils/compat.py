@@ -143,6 +143,8 @@ def load_from_local(filename, map_location=None):
     filename = osp.expanduser(filename)
     if not osp.isfile(filename):
         raise FileNotFoundError(f'{filename} can not be found.')
+    if hasattr(torch.serialization, 'add_safe_globals'):
+        torch.serialization.add_safe_globals(mmengine_safe_globals())
     try:
         return torch.load(filename, map_location=map_location, weights_only=not _UNSAFE_ALLOWED)
     except pickle.UnpicklingError as e:
