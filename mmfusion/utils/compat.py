@@ -60,11 +60,15 @@ class UnsafeCheckpointError(CheckpointError, pickle.UnpicklingError):
 
 
 def _numpy_safe_globals():
-    """numpy's pickle constructors and the dtypes mmengine's message hub stores."""
+    """numpy's pickle constructors and the plain dtypes (no object or void dtype).
+
+    Boolean, integer, float, complex, string, bytes, datetime and timedelta arrays and scalars
+    (message hub buffers, runtime info, dataset meta).
+    """
     from numpy.core import multiarray
-    dtypes = [type(np.dtype(t)) for t in (
-        np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32,
-        np.uint64, np.float16, np.float32, np.float64)]
+    codes = ['?', 'b', 'B', 'h', 'H', 'i', 'I', 'l', 'L', 'q', 'Q', 'e', 'f', 'd', 'g', 'F', 'D',
+             'G', 'S', 'U', 'M8[s]', 'm8[s]']
+    dtypes = list(dict.fromkeys(type(np.dtype(c)) for c in codes))
     return [multiarray._reconstruct, multiarray.scalar, np.ndarray, np.dtype] + dtypes
 
 
@@ -149,8 +153,10 @@ def load_from_local(filename, map_location=None):
         return torch.load(filename, map_location=map_location, weights_only=not _UNSAFE_ALLOWED)
     except pickle.UnpicklingError as e:
         found = _unsafe_globals(filename, e)
-        if found or 'GLOBAL' in str(e):
-            raise UnsafeCheckpointError(filename, found, _first_line(e)) from None
+        refused = re.search(r'but got (.+?)\s*$', str(e), re.M)
+        if found or refused or 'GLOBAL' in str(e):
+            detail = refused.group(1) if refused else _first_line(e)
+            raise UnsafeCheckpointError(filename, found, detail) from None
         raise CorruptCheckpointError(filename, _first_line(e)) from e
     except (RuntimeError, EOFError, ValueError) as e:  # torch's zip reader, a truncated pickle
         raise CorruptCheckpointError(filename, f'{type(e).__name__}: {_first_line(e)}') from e
