@@ -9,7 +9,8 @@ Usage (the stock mmdet3d flags)::
     python tools/create_data.py flir   --root-path data/FLIR_aligned --out-dir data/flir_infos
     python tools/create_data.py dense  --root-path data/SeeingThroughFog --out-dir data/dense_infos
     (DENSE reads the official calibration json files from <root-path>/calib)
-    python tools/create_data.py dronevehicle --root-path data/DroneVehicle --out-dir data/dronevehicle_infos
+    python tools/create_data.py dronevehicle --root-path data/DroneVehicle \\
+        --out-dir data/dronevehicle_infos
 
 Every converter reads the dataset without modifying it, refuses an ``--out-dir`` inside the
 dataset folder, validates the whole dataset before writing anything, and commits its outputs

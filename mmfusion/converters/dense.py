@@ -213,8 +213,8 @@ def load_dense_calib(calib_dir):
     root = common[0]
     lidar2cam = np.linalg.inv(cam_chain[root]) @ lidar_chain[root]
     lidar2img = cam2img @ lidar2cam
-    for path, what, mat in ((cam_path, '"P"', cam2img), (tf_path, 'the lidar-to-camera chain',
-                                                          lidar2cam)):
+    checked = ((cam_path, '"P"', cam2img), (tf_path, 'the lidar-to-camera chain', lidar2cam))
+    for path, what, mat in checked:
         if not np.isfinite(mat).all():
             raise DatasetFormatError(path, f'{what} has a value that is not finite')
     return dict(cam2img=cam2img.tolist(), lidar2cam=lidar2cam.tolist(),

@@ -51,7 +51,7 @@ import re
 
 from tqdm import tqdm
 
-from ._io import (REPORT_NAME, DatasetFormatError, check_output_outside, log, open_text,
+from ._io import (REPORT_NAME, DatasetFormatError, check_output_outside, open_text,
                   write_json_outputs)
 from ._voc import coco_annotations, coco_report, image_size, parse_voc
 

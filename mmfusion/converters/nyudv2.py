@@ -55,8 +55,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from ._io import (REPORT_NAME, ConversionReport, DatasetFormatError, Staging,
-                  check_output_outside, check_splits_disjoint, image_size, open_text, staged_json)
+from ._io import (REPORT_NAME, ConversionReport, DatasetFormatError, Staging, check_output_outside,
+                  check_splits_disjoint, image_size, open_text, staged_json)
 
 MAT_NAME = 'nyu_depth_v2_labeled.mat'
 SPLITS_NAME = 'splits.mat'

@@ -60,8 +60,7 @@ def check_run_inputs(cfg, args, dataloaders):
         InputError: If a ``data_root`` of those dataloaders or the checkpoint to load
             (``cfg.load_from``) does not exist.
     """
-    from mmfusion.utils.compat import (allow_unsafe_checkpoints,
-                                       restore_mmengine_checkpoint_loading)
+    from mmfusion.utils.compat import allow_unsafe_checkpoints, restore_mmengine_checkpoint_loading
     restore_mmengine_checkpoint_loading()
     allow_unsafe_checkpoints(bool(getattr(args, 'unsafe_load', False) or cfg.get('unsafe_load')))
     for name in dataloaders:

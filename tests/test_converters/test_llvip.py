@@ -245,6 +245,7 @@ def bomb_header(width=100000, height=100000):
     """A PNG whose header claims ``width x height`` pixels (no pixel data follows)."""
     import struct
     import zlib
+
     def chunk(kind, data):
         return (struct.pack('>I', len(data)) + kind + data
                 + struct.pack('>I', zlib.crc32(kind + data)))
@@ -268,8 +269,8 @@ def test_unreadable_header_refused(llvip_copy, tmp_path):
     assert 'cannot read image' in str(err)
 
 
-def test_failure_in_the_middle_of_the_commit_keeps_the_previous_output(llvip_root, tmp_path,
-                                                                        monkeypatch):
+def test_failure_in_the_middle_of_the_commit_keeps_the_previous_output(
+        llvip_root, tmp_path, monkeypatch):
     out_dir = tmp_path / 'out'
     create_llvip_infos(llvip_root, str(out_dir), splits=('test', ))
     before = {name: (out_dir / name).read_bytes() for name in _all_files(out_dir)}

@@ -15,6 +15,7 @@ from mmfusion.utils.compat import restore_mmengine_checkpoint_loading
 from tests.test_engine.resume_toy import KILL_ENV, write_config
 from tests.utils import PYTHON, REPO_ROOT
 
+
 def free_port():
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
