@@ -20,6 +20,9 @@ import warnings
 from contextlib import contextmanager
 
 REPORT_NAME = 'conversion_report.json'
+# PIL's default decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``), kept here because
+# other libraries switch PIL's own check off process-wide (``MAX_IMAGE_PIXELS = None``).
+MAX_IMAGE_PIXELS = 89478485
 
 
 class DatasetFormatError(ValueError):
@@ -80,19 +83,24 @@ def image_size(path):
     """``(width, height)`` from an image header (PIL reads no pixel data here).
 
     Raises:
-        DatasetFormatError: If the header is unreadable, or claims more pixels than PIL's
-            decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``).
+        DatasetFormatError: If the header is unreadable, or claims more than
+            :data:`MAX_IMAGE_PIXELS` pixels (PIL's default decompression-bomb limit).
     """
     from PIL import Image
     try:
         with warnings.catch_warnings():
             warnings.simplefilter('error', Image.DecompressionBombWarning)
             with Image.open(path) as img:
-                return img.size
+                size = img.size
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
         raise DatasetFormatError(path, f'refused as a decompression bomb ({e})') from None
     except (OSError, SyntaxError, ValueError) as e:  # includes PIL.UnidentifiedImageError
         raise DatasetFormatError(path, f'cannot read image ({e})') from None
+    if size[0] * size[1] > MAX_IMAGE_PIXELS:
+        raise DatasetFormatError(
+            path, f'refused as a decompression bomb: the header claims {size[0]}x{size[1]} '
+            f'pixels, more than {MAX_IMAGE_PIXELS}')
+    return size
 
 
 def check_finite(values, path, what):
