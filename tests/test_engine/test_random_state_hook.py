@@ -83,8 +83,10 @@ def test_hook_is_registered():
     assert HOOKS.get('RandomStateHook') is RandomStateHook
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize('loop,num_workers', [('epoch', 2), ('iter', 0)])
+@pytest.mark.parametrize('loop,num_workers', [
+    pytest.param('epoch', 2, marks=pytest.mark.slow),  # persistent workers, restarted per epoch
+    ('iter', 0),  # augmentation in the main process, replayed by mmengine's skip
+])
 def test_kill_and_resume_is_bit_exact_one_process(tmp_path, loop, num_workers):
     restore_mmengine_checkpoint_loading()
     assert killed_and_resumed_equals_uninterrupted(tmp_path, loop, num_workers, nproc=1)
