@@ -62,6 +62,9 @@ ring)::
         gt_labels -> <root>/gt_labels
         splits -> <root>/splits
         {extra_tag}_infos_{split}.pkl                           mmdet3d v2 infos
+        conversion_report.json                                  objects per split and class,
+                                                                ignored classes, LiDAR points
+                                                                per box
 
 Each ``data_list`` entry: ``sample_idx`` (the id string), ``lidar_points`` (``lidar_path`` =
 ``<id>.bin``, ``num_pts_feats`` = 5), ``images.CAM2`` (``img_path`` = ``<id>.png``, height,
@@ -316,8 +319,35 @@ def _check_split_groups(split_ids, split_dir):
     check_splits_disjoint({g: sorted(ids) for g, ids in groups.items()}, where)
 
 
-def _dense_report(split_ids, frames):
-    """Counts per split and class; classes kept with label -1 listed as dropped."""
+def points_in_boxes(points, objects, lidar2cam):
+    """Number of LiDAR points inside each object's 3D box.
+
+    Args:
+        points (np.ndarray): ``(N, >=3)`` LiDAR points, x y z in metres first.
+        objects (list[dict]): Parsed label lines: ``loc`` (bottom centre, camera frame),
+            ``hwl`` (metres), ``ry`` (rotation about the camera y axis, KITTI convention).
+        lidar2cam (array-like): 4x4 LiDAR-to-camera transform.
+
+    Returns:
+        list[int]: One count per object (boundaries included).
+    """
+    lidar2cam = np.asarray(lidar2cam, dtype=np.float64)
+    cam = points[:, :3].astype(np.float64) @ lidar2cam[:3, :3].T + lidar2cam[:3, 3]
+    counts = []
+    for obj in objects:
+        h, w, length = obj['hwl']
+        d = cam - np.asarray(obj['loc'])
+        c, s = np.cos(obj['ry']), np.sin(obj['ry'])
+        along, across = c * d[:, 0] - s * d[:, 2], s * d[:, 0] + c * d[:, 2]
+        inside = ((np.abs(along) <= length / 2) & (np.abs(across) <= w / 2)
+                  & (d[:, 1] <= 0) & (d[:, 1] >= -h))
+        counts.append(int(inside.sum()))
+    return counts
+
+
+def _dense_report(root, split_ids, frames, calib):
+    """Counts per split and class (classes kept with label -1 listed as dropped), and LiDAR
+    points per box over the distinct frames."""
     report = ConversionReport('DENSE')
     for split, ids in split_ids.items():
         report.add_frames(split, len(ids))
@@ -329,7 +359,18 @@ def _dense_report(split_ids, frames):
                                 'and evaluation)')
                 else:
                     report.add_object(split, mapped)
-    report.notes.append('num_lidar_pts is not computed for DENSE (-1 in the infos)')
+    for idx, frame in frames.items():
+        points = np.fromfile(osp.join(root, LIDAR_DIR, f'{idx}.bin'),
+                             dtype=np.float32).reshape(-1, _NUM_FEATS)
+        if not np.isfinite(points).all():
+            raise DatasetFormatError(osp.join(root, LIDAR_DIR, f'{idx}.bin'),
+                                     'a point has a NaN or inf value')
+        counts = points_in_boxes(points, frame['objects'], calib['lidar2cam'])
+        for obj, n in zip(frame['objects'], counts):
+            if CLASS_MAPPING[obj['name']] is not None:
+                report.add_points(CLASS_MAPPING[obj['name']], n)
+    report.notes.append('points_per_box: LiDAR points inside each Car/Pedestrian/Cyclist box of '
+                        'the distinct frames (the infos keep num_lidar_pts = -1)')
     return report
 
 
@@ -406,7 +447,8 @@ def create_dense_infos(root_path, out_dir, extra_tag='dense', splits=None, calib
         ValueError: If ``out_dir`` lies inside ``root_path`` or ``extra_tag`` is not a plain name.
         DatasetFormatError: Naming the file, if the dataset or a requested split file is
             missing, a split line is not ``YYYY-MM-DD_HH-MM-SS,NNNNN``, a listed frame has no
-            image / lidar / label file, a ``.bin`` is empty or not a multiple of 20 bytes, an
+            image / lidar / label file, a ``.bin`` is empty, not a multiple of 20 bytes or holds
+            a NaN/inf point, an
             image is unreadable or claims a decompression-bomb size, a text file is not UTF-8,
             a split lists no frame, a frame is in splits of two groups (``train*`` / ``val*`` /
             ``test*``), a label line has fewer than 15 fields, a non-number, a value that is not
@@ -442,6 +484,7 @@ def create_dense_infos(root_path, out_dir, extra_tag='dense', splits=None, calib
             if idx not in frames:
                 frames[idx] = _check_frame(root, idx, split_file)
 
+    report = _dense_report(root, split_ids, frames, calib)
     metainfo = dict(categories=dict(CATEGORIES), dataset='dense', info_version='1.1')
     out_dir = osp.abspath(out_dir)
     with staging_dir(out_dir, 'dense') as tmp:
@@ -458,7 +501,6 @@ def create_dense_infos(root_path, out_dir, extra_tag='dense', splits=None, calib
             dump_pickle(dict(metainfo=metainfo, data_list=data_list),
                         osp.join(stage, names[split]))
             top.append(names[split])
-        report = _dense_report(split_ids, frames)
         dump_json(report.to_dict(), osp.join(stage, REPORT_NAME))
         top.append(REPORT_NAME)
         commit_staged(stage, out_dir, top, osp.join(tmp, 'replaced'))

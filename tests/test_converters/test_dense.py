@@ -10,6 +10,7 @@ import json
 import os
 import os.path as osp
 import pickle
+import shutil
 
 import numpy as np
 import pytest
@@ -267,3 +268,30 @@ def test_out_dir_inside_dataset_and_explicit_splits(tmp_path, dataset):
     assert osp.basename(paths['test_dense_fog_day']) == 'x_infos_test_dense_fog_day.pkl'
     with pytest.raises(DatasetFormatError, match='no list file'):
         create_dense_infos(str(dataset), str(tmp_path / 'o2'), splits=['nope'])
+
+
+def test_points_per_box_in_the_report(tmp_path, dataset):
+    """Four points placed inside the first frame's car (camera frame) are counted."""
+    root = tmp_path / 'ds'
+    shutil.copytree(dataset, root)
+    lidar2cam = np.asarray(load_dense_calib(str(root / 'calib'))['lidar2cam'])
+    # the car of _line: bottom centre (1.0, 1.7, 20.0), h w l = 1.5 1.6 3.9, ry = 0.1
+    inside_cam = np.array([[1.0, 1.0, 20.0], [2.5, 1.6, 20.3], [1.2, 0.3, 19.4], [0.1, 1.0, 20.1]])
+    outside_cam = np.array([[1.0, 1.0, 23.0], [1.0, 2.0, 20.0], [4.0, 1.0, 20.0]])
+    cam2lidar = np.linalg.inv(lidar2cam)
+    xyz = np.concatenate([inside_cam, outside_cam]) @ cam2lidar[:3, :3].T + cam2lidar[:3, 3]
+    points = np.concatenate([xyz, np.zeros((len(xyz), 2))], axis=1).astype(np.float32)
+    points.tofile(root / 'lidar_hdl64_strongest' / f'{IDS[0]}.bin')
+    paths = create_dense_infos(str(root), str(tmp_path / 'out'))
+    with open(paths['report']) as f:
+        stats = json.load(f)['points_per_box']
+    assert stats['Car'] == {'count': 2, 'min': 0, 'median': 2.0, 'mean': 2.0, 'max': 4, 'zero': 1}
+    assert stats['Pedestrian']['max'] == 0 and stats['Cyclist']['max'] == 0
+
+
+def test_points_in_rotated_box():
+    from mmfusion.converters.dense import points_in_boxes
+    box = dict(loc=[0.0, 0.0, 0.0], hwl=[1.0, 1.0, 4.0], ry=np.pi / 2)
+    # ry = 90 deg: the 4 m length runs along the camera z axis
+    pts = np.array([[0.0, -0.5, 1.9], [0.0, -0.5, -1.9], [1.9, -0.5, 0.0], [0.0, 0.5, 0.0]])
+    assert points_in_boxes(pts, [box], np.eye(4)) == [2]
