@@ -312,11 +312,15 @@ class Staging:
 
     @staticmethod
     def _roll_back(moved):
+        """Undo the renames of :meth:`commit`, newest first; keep going past a failed undo."""
         for tmp, final, aside in reversed(moved):
-            if not osp.lexists(tmp) and osp.lexists(final):
-                os.replace(final, tmp)  # the new file goes back to its temporary name
-            if aside is not None and osp.lexists(aside):
-                os.replace(aside, final)
+            try:
+                if not osp.lexists(tmp) and osp.lexists(final):
+                    os.replace(final, tmp)  # the new file goes back to its temporary name
+                if aside is not None and osp.lexists(aside):
+                    os.replace(aside, final)
+            except OSError as e:
+                log(f'could not restore {final} (the previous version is {aside}): {e}')
 
     def abort(self):
         for tmp, _ in self.pending:
