@@ -11,7 +11,7 @@ import torch
 
 from mmfusion.engine.hooks.random_state_hook import (RandomStateHook, get_random_states,
                                                      set_random_states)
-from mmfusion.utils.compat import restore_mmengine_checkpoint_loading
+from mmfusion.utils.compat import load_from_local
 from tests.test_engine.resume_toy import KILL_ENV, write_config
 from tests.utils import PYTHON, REPO_ROOT
 
@@ -37,7 +37,7 @@ def train(cfg, work_dir, nproc, extra=(), kill_at=None):
 
 
 def final_weights(work_dir, name):
-    ckpt = torch.load(osp.join(work_dir, name), map_location='cpu', weights_only=False)
+    ckpt = load_from_local(osp.join(work_dir, name), map_location='cpu')  # weights_only=True
     return ckpt['state_dict']
 
 
@@ -88,7 +88,6 @@ def test_hook_is_registered():
     ('iter', 0),  # augmentation in the main process, replayed by mmengine's skip
 ])
 def test_kill_and_resume_is_bit_exact_one_process(tmp_path, loop, num_workers):
-    restore_mmengine_checkpoint_loading()
     assert killed_and_resumed_equals_uninterrupted(tmp_path, loop, num_workers, nproc=1)
 
 
