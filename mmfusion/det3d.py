@@ -3,8 +3,8 @@
 Importing it registers mmfusion's LiDAR+camera modules into ``mmdet3d.registry``:
 ``GeminiPointFusion`` (GeminiFusion's drop-in for MVX-Net's ``PointFusion``), SSLFusion's
 ``SpaceAlignment`` (SAM), ``LatentCrossModalFusion`` (LFM), ``SSLFusionLayer`` and
-``ScaleAlignedFusion`` (SAF), the ``CameraViewDet3DVisualizer``, and the training hook
-``NormEvalHook`` (into mmengine's ``HOOKS``). It installs the CPU
+``ScaleAlignedFusion`` (SAF), the ``CameraViewDet3DVisualizer``, and the training hooks
+``NormEvalHook`` and ``RandomStateHook`` (into mmengine's ``HOOKS``). It installs the CPU
 fallbacks of :mod:`mmfusion.ops.cpu_fallbacks`, so that stock mmdet3d configs whose modules
 call CUDA-only kernels train, infer and evaluate on CPU, and applies the two compatibility fixes
 of :mod:`mmfusion.utils.compat` (checkpoint loading under torch>=2.6, ``np.long``).
@@ -12,7 +12,7 @@ of :mod:`mmfusion.utils.compat` (checkpoint loading under torch>=2.6, ``np.long`
 # Registration: importing each module registers its classes (into mmdet3d's registries, or into
 # mmengine's root registries for the host-neutral hooks).
 from mmfusion.datasets.transforms import calib_perturbation  # noqa: F401
-from mmfusion.engine.hooks import norm_eval_hook  # noqa: F401
+from mmfusion.engine.hooks import norm_eval_hook, random_state_hook  # noqa: F401
 from mmfusion.models.detectors import sslfusion  # noqa: F401
 from mmfusion.models.fusion import (gemini_point_fusion, latent_fusion,  # noqa: F401
                                     scale_aligned_fusion, space_alignment)

@@ -9,16 +9,24 @@ Usage (the stock mmdet3d flags)::
     python tools/create_data.py flir   --root-path data/FLIR_aligned --out-dir data/flir_infos
     python tools/create_data.py dense  --root-path data/SeeingThroughFog --out-dir data/dense_infos
     (DENSE reads the official calibration json files from <root-path>/calib)
-    python tools/create_data.py dronevehicle --root-path data/DroneVehicle --out-dir data/dv
+    python tools/create_data.py dronevehicle --root-path data/DroneVehicle \\
+        --out-dir data/dronevehicle_infos
 
 Every converter reads the dataset without modifying it, refuses an ``--out-dir`` inside the
-dataset folder, and writes each output atomically (temporary name, then rename).
+dataset folder, validates the whole dataset before writing anything, and commits its outputs
+together: the previous output is replaced as a whole or left untouched. Each writes
+``<out-dir>/conversion_report.json`` (frames and objects per split and class, objects dropped
+and why, points per box for 3D datasets). Bad input (a malformed or non-UTF-8 file, a value out
+of range, overlapping splits, ...) and OS errors (permission, not a directory, no space, a name
+taken) end with one line naming the path and exit code 2; ``--debug`` (or ``MMFUSION_DEBUG=1``)
+shows the traceback.
 """
 import argparse
 import importlib
 import sys
 
 from mmfusion.converters._io import DatasetFormatError
+from mmfusion.utils.cli import debug_requested, one_line_error
 
 # dataset -> (module, function) of mmfusion.converters; imported lazily so that a converter's
 # heavy dependencies (mmdet3d for KITTI, h5py for NYUDv2) load only when it is used.
@@ -40,6 +48,11 @@ def parse_args(argv=None):
     parser.add_argument('--out-dir', required=True, help='output folder (outside the dataset)')
     parser.add_argument('--extra-tag', default=None,
                         help='prefix of the output file names (default: the dataset name)')
+    parser.add_argument('--allow-split-overlap', action='store_true',
+                        help='nyudv2 extracted layout only: accept frames listed in both train.txt '
+                        'and val.txt (an overfitting sample); an error otherwise')
+    parser.add_argument('--debug', action='store_true',
+                        help='show the full traceback of an error (also with MMFUSION_DEBUG=1)')
     return parser.parse_args(argv)
 
 
@@ -47,10 +60,19 @@ def main(argv=None):
     args = parse_args(argv)
     module, func = CONVERTERS[args.dataset]
     convert = getattr(importlib.import_module(module), func)
+    options = dict(extra_tag=args.extra_tag or args.dataset)
+    if args.allow_split_overlap:
+        if args.dataset != 'nyudv2':
+            print(f'create_data.py {args.dataset}: error: --allow-split-overlap is for nyudv2 '
+                  'only', file=sys.stderr)
+            return 2
+        options['allow_split_overlap'] = True
     try:
-        outputs = convert(args.root_path, args.out_dir, extra_tag=args.extra_tag or args.dataset)
-    except (DatasetFormatError, ValueError) as e:
-        print(f'create_data.py {args.dataset}: error: {e}', file=sys.stderr)
+        outputs = convert(args.root_path, args.out_dir, **options)
+    except (DatasetFormatError, ValueError, OSError) as e:
+        if debug_requested(sys.argv[1:] if argv is None else argv):
+            raise
+        print(f'create_data.py {args.dataset}: error: {one_line_error(e)}', file=sys.stderr)
         return 2
     for name, path in outputs.items():
         print(f'{name}: {path}')

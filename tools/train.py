@@ -2,12 +2,16 @@
 
 Flags follow mmdet3d/mmdet/mmseg ``tools/train.py``. The config names its registry scope
 (``default_scope``) and loads mmfusion through ``custom_imports``; this script imports nothing
-of mmfusion besides the launcher helper that makes ``--launcher pytorch`` work on CPU (gloo).
+of mmfusion besides the launcher helper that makes ``--launcher pytorch`` work on CPU (gloo) and
+the input checks of :mod:`mmfusion.utils.cli`: a missing config, data root or checkpoint, or a
+corrupt or unsafe checkpoint, ends with one line naming the path and exit code 2 (``--debug``
+for the traceback); ``--unsafe-load`` loads checkpoints with full pickle (trusted files only).
 """
 import argparse
 import logging
 import os
 import os.path as osp
+import sys
 
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
@@ -15,6 +19,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from mmfusion.utils import setup_distributed
+from mmfusion.utils.cli import add_safety_arguments, check_run_inputs, run_main
 
 
 def parse_args():
@@ -39,6 +44,7 @@ def parse_args():
         help='job launcher')
     # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK.
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_safety_arguments(parser)
     args = parser.parse_args()
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
@@ -84,6 +90,7 @@ def main():
         cfg.resume = True
         cfg.load_from = args.resume
 
+    check_run_inputs(cfg, args, ('train_dataloader', 'val_dataloader'))
     setup_distributed(cfg)
 
     if 'runner_type' not in cfg:
@@ -94,4 +101,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_main(main, 'tools/train.py'))

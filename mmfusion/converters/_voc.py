@@ -8,9 +8,7 @@ import os
 import os.path as osp
 import xml.etree.ElementTree as ET
 
-from PIL import Image
-
-from ._io import DatasetFormatError
+from ._io import ConversionReport, DatasetFormatError, image_size  # noqa: F401 (re-exported)
 
 
 def number(text, xml_path, what):
@@ -39,15 +37,6 @@ def flag(obj, tag, xml_path, where):
     if value not in (0, 1):
         raise DatasetFormatError(xml_path, f'{where} <{tag}> must be 0 or 1, got {value}')
     return int(value)
-
-
-def image_size(path):
-    """``(width, height)`` from the image header (PIL reads no pixel data here)."""
-    try:
-        with Image.open(path) as img:
-            return img.size
-    except OSError as e:  # includes PIL.UnidentifiedImageError
-        raise DatasetFormatError(path, f'cannot read image ({e})') from None
 
 
 def list_stems(folder, ext, what='folder'):
@@ -141,3 +130,26 @@ def coco_annotations(objects, image_id, cat_ids, first_id):
             truncated=obj['truncated'],
             difficult=obj['difficult']))
     return anns
+
+
+def coco_report(dataset, infos, dropped=None, reason=''):
+    """A :class:`~mmfusion.converters._io.ConversionReport` of COCO dicts per split.
+
+    Args:
+        dataset (str): Dataset name.
+        infos (dict): ``{split: COCO dict}``.
+        dropped (dict, optional): ``{split: {class: count}}`` of objects left out.
+        reason (str): Why those objects were left out.
+    """
+    report = ConversionReport(dataset)
+    for split, coco in infos.items():
+        names = {c['id']: c['name'] for c in coco['categories']}
+        report.add_frames(split, len(coco['images']))
+        for name in names.values():
+            report.add_object(split, name, 0)
+        for ann in coco['annotations']:
+            report.add_object(split, names[ann['category_id']])
+        for name, n in (dropped or {}).get(split, {}).items():
+            if n:
+                report.drop(split, name, reason, n)
+    return report

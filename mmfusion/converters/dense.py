@@ -62,6 +62,9 @@ ring)::
         gt_labels -> <root>/gt_labels
         splits -> <root>/splits
         {extra_tag}_infos_{split}.pkl                           mmdet3d v2 infos
+        conversion_report.json                                  objects per split and class,
+                                                                ignored classes, LiDAR points
+                                                                per box
 
 Each ``data_list`` entry: ``sample_idx`` (the id string), ``lidar_points`` (``lidar_path`` =
 ``<id>.bin``, ``num_pts_feats`` = 5), ``images.CAM2`` (``img_path`` = ``<id>.png``, height,
@@ -78,10 +81,10 @@ import os.path as osp
 import re
 
 import numpy as np
-from PIL import Image
 
-from ._io import (DatasetFormatError, check_output_outside, commit_staged, dump_pickle, log,
-                  staging_dir)
+from ._io import (REPORT_NAME, ConversionReport, DatasetFormatError, check_output_outside,
+                  check_splits_disjoint, commit_staged, dump_json, dump_pickle, image_size, log,
+                  open_text, staging_dir)
 
 __all__ = ['create_dense_infos', 'load_dense_calib', 'CLASS_MAPPING']
 
@@ -106,6 +109,8 @@ CLASS_MAPPING = {
 _POINT_BYTES = 20  # float32 x, y, z, intensity, ring
 _NUM_FEATS = 5
 _LABEL_FIELDS = 15
+_FIELD_NAMES = ('truncated', 'occluded', 'alpha', 'bbox x1', 'bbox y1', 'bbox x2', 'bbox y2',
+                'h', 'w', 'l', 'x', 'y', 'z', 'rotation_y')
 _SPLIT_LINE = re.compile(r'^(\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}),(\d{5})$')
 # KITTI difficulty: (min bbox height px, max occlusion level, max truncation) per level.
 _DIFFICULTY = ((40, 0, 0.15), (25, 1, 0.30), (25, 2, 0.50))
@@ -120,9 +125,9 @@ def _load_json(path):
         raise DatasetFormatError(path, 'missing calibration file (copy it from the official '
                                  'SeeingThroughFog repository, tools/DatasetViewer/calibs/)')
     try:
-        with open(path) as f:
+        with open_text(path) as f:
             return json.load(f)
-    except (ValueError, UnicodeDecodeError) as e:
+    except ValueError as e:
         raise DatasetFormatError(path, f'not valid json ({e})') from None
 
 
@@ -211,6 +216,10 @@ def load_dense_calib(calib_dir):
     root = common[0]
     lidar2cam = np.linalg.inv(cam_chain[root]) @ lidar_chain[root]
     lidar2img = cam2img @ lidar2cam
+    checked = ((cam_path, '"P"', cam2img), (tf_path, 'the lidar-to-camera chain', lidar2cam))
+    for path, what, mat in checked:
+        if not np.isfinite(mat).all():
+            raise DatasetFormatError(path, f'{what} has a value that is not finite')
     return dict(cam2img=cam2img.tolist(), lidar2cam=lidar2cam.tolist(),
                 lidar2img=lidar2img.tolist())
 
@@ -222,7 +231,7 @@ def load_dense_calib(calib_dir):
 def _read_split(path):
     ids = []
     seen = set()
-    with open(path) as f:
+    with open_text(path) as f:
         for lineno, line in enumerate(f, 1):
             text = line.strip()
             if not text:
@@ -241,7 +250,7 @@ def _read_split(path):
 def _parse_label(path):
     """Objects of one label file as dicts; raises DatasetFormatError on malformed lines."""
     objects = []
-    with open(path) as f:
+    with open_text(path) as f:
         for lineno, line in enumerate(f, 1):
             fields = line.split()
             if not fields:
@@ -269,10 +278,100 @@ def _parse_label(path):
                 except ValueError:
                     raise DatasetFormatError(path, f'line {lineno}: non-numeric score '
                                              f'{fields[18]!r}') from None
+            _check_label_values(name, vals, score, path, lineno)
             objects.append(dict(name=name, truncated=vals[0], occluded=int(round(vals[1])),
                                 alpha=vals[2], bbox=vals[3:7], hwl=vals[7:10],
                                 loc=vals[10:13], ry=vals[13], score=score))
     return objects
+
+
+def _check_label_values(name, vals, score, path, lineno):
+    """Refuse non-finite numbers and, except on DontCare lines, KITTI's out-of-range fields."""
+    where = f'line {lineno}'
+    for i, value in enumerate(list(vals) + [score]):
+        if not np.isfinite(value):
+            field = _FIELD_NAMES[i] if i < len(_FIELD_NAMES) else 'score'
+            raise DatasetFormatError(path, f'{where}: {field} is {value} (not finite)')
+    if name == 'DontCare':
+        return
+    truncated, occluded = vals[0], vals[1]
+    if not 0 <= truncated <= 1:
+        raise DatasetFormatError(path, f'{where}: truncated {truncated} is outside [0, 1]')
+    if occluded not in (0, 1, 2, 3):
+        raise DatasetFormatError(path, f'{where}: occluded {occluded} is not 0, 1, 2 or 3')
+    if min(vals[7:10]) <= 0:
+        raise DatasetFormatError(path, f'{where}: dimensions h w l {vals[7:10]} must be > 0')
+    x1, y1, x2, y2 = vals[3:7]
+    if x2 < x1 or y2 < y1:
+        raise DatasetFormatError(path, f'{where}: 2D box {vals[3:7]} has x2 < x1 or y2 < y1')
+
+
+def _check_split_groups(split_ids, split_dir):
+    """Refuse an empty split and a frame in splits of two groups (train / val / test)."""
+    groups, where = {}, {}
+    for split, ids in split_ids.items():
+        group = split.split('_')[0]
+        groups.setdefault(group, set()).update(ids)
+        where.setdefault(group, osp.join(split_dir, f'{split}.txt'))
+        if not ids:
+            raise DatasetFormatError(osp.join(split_dir, f'{split}.txt'),
+                                     f'split {split!r} lists no frames')
+    check_splits_disjoint({g: sorted(ids) for g, ids in groups.items()}, where)
+
+
+def points_in_boxes(points, objects, lidar2cam):
+    """Number of LiDAR points inside each object's 3D box.
+
+    Args:
+        points (np.ndarray): ``(N, >=3)`` LiDAR points, x y z in metres first.
+        objects (list[dict]): Parsed label lines: ``loc`` (bottom centre, camera frame),
+            ``hwl`` (metres), ``ry`` (rotation about the camera y axis, KITTI convention).
+        lidar2cam (array-like): 4x4 LiDAR-to-camera transform.
+
+    Returns:
+        list[int]: One count per object (boundaries included).
+    """
+    lidar2cam = np.asarray(lidar2cam, dtype=np.float64)
+    cam = points[:, :3].astype(np.float64) @ lidar2cam[:3, :3].T + lidar2cam[:3, 3]
+    counts = []
+    for obj in objects:
+        h, w, length = obj['hwl']
+        d = cam - np.asarray(obj['loc'])
+        c, s = np.cos(obj['ry']), np.sin(obj['ry'])
+        along, across = c * d[:, 0] - s * d[:, 2], s * d[:, 0] + c * d[:, 2]
+        inside = ((np.abs(along) <= length / 2) & (np.abs(across) <= w / 2)
+                  & (d[:, 1] <= 0) & (d[:, 1] >= -h))
+        counts.append(int(inside.sum()))
+    return counts
+
+
+def _dense_report(root, split_ids, frames, calib):
+    """Counts per split and class (classes kept with label -1 listed as dropped), and LiDAR
+    points per box over the distinct frames."""
+    report = ConversionReport('DENSE')
+    for split, ids in split_ids.items():
+        report.add_frames(split, len(ids))
+        for idx in ids:
+            for obj in frames[idx]['objects']:
+                mapped = CLASS_MAPPING[obj['name']]
+                if mapped is None:
+                    report.drop(split, obj['name'], 'kept with label -1 (ignored in training '
+                                'and evaluation)')
+                else:
+                    report.add_object(split, mapped)
+    for idx, frame in frames.items():
+        points = np.fromfile(osp.join(root, LIDAR_DIR, f'{idx}.bin'),
+                             dtype=np.float32).reshape(-1, _NUM_FEATS)
+        if not np.isfinite(points).all():
+            raise DatasetFormatError(osp.join(root, LIDAR_DIR, f'{idx}.bin'),
+                                     'a point has a NaN or inf value')
+        counts = points_in_boxes(points, frame['objects'], calib['lidar2cam'])
+        for obj, n in zip(frame['objects'], counts):
+            if CLASS_MAPPING[obj['name']] is not None:
+                report.add_points(CLASS_MAPPING[obj['name']], n)
+    report.notes.append('points_per_box: LiDAR points inside each Car/Pedestrian/Cyclist box of '
+                        'the distinct frames (the infos keep num_lidar_pts = -1)')
+    return report
 
 
 def _difficulty(obj):
@@ -300,11 +399,7 @@ def _check_frame(root, idx, split_file):
         raise DatasetFormatError(
             paths['lidar'], f'truncated or empty point cloud: {size} bytes is not a positive '
             f'multiple of {_POINT_BYTES} (x, y, z, intensity, ring as float32)')
-    try:
-        with Image.open(paths['image']) as img:
-            width, height = img.size
-    except (OSError, SyntaxError, ValueError) as e:
-        raise DatasetFormatError(paths['image'], f'not a readable image ({e})') from None
+    width, height = image_size(paths['image'])
     objects = _parse_label(paths['label'])
     return dict(width=width, height=height, objects=objects)
 
@@ -345,15 +440,21 @@ def create_dense_infos(root_path, out_dir, extra_tag='dense', splits=None, calib
             ``calib_tf_tree_full.json``. Default: ``<root_path>/calib``.
 
     Returns:
-        dict: ``{split: absolute path of {extra_tag}_infos_{split}.pkl}``.
+        dict: ``{split: absolute path of {extra_tag}_infos_{split}.pkl, 'report': path of
+        conversion_report.json}``.
 
     Raises:
         ValueError: If ``out_dir`` lies inside ``root_path`` or ``extra_tag`` is not a plain name.
         DatasetFormatError: Naming the file, if the dataset or a requested split file is
             missing, a split line is not ``YYYY-MM-DD_HH-MM-SS,NNNNN``, a listed frame has no
-            image / lidar / label file, a ``.bin`` is empty or not a multiple of 20 bytes, an
-            image is unreadable, a label line has fewer than 15 fields, a non-number or an
-            unknown class, or the calibration is missing or malformed.
+            image / lidar / label file, a ``.bin`` is empty, not a multiple of 20 bytes or holds
+            a NaN/inf point, an
+            image is unreadable or claims a decompression-bomb size, a text file is not UTF-8,
+            a split lists no frame, a frame is in splits of two groups (``train*`` / ``val*`` /
+            ``test*``), a label line has fewer than 15 fields, a non-number, a value that is not
+            finite, an unknown class, or (except DontCare) truncated outside [0, 1], occluded
+            not in 0-3, a dimension <= 0 or an inverted 2D box; or the calibration is missing,
+            malformed or not finite.
     """
     if not extra_tag or osp.basename(extra_tag) != extra_tag or extra_tag.startswith('.'):
         raise ValueError(f'extra_tag must be a plain file-name prefix, got {extra_tag!r}')
@@ -373,6 +474,7 @@ def create_dense_infos(root_path, out_dir, extra_tag='dense', splits=None, calib
         if not osp.isfile(path):
             raise DatasetFormatError(path, f'missing: split {split!r} has no list file')
         split_ids[split] = _read_split(path)
+    _check_split_groups(split_ids, split_dir)
 
     calib = load_dense_calib(calib_dir if calib_dir is not None else osp.join(root, 'calib'))
     frames = {}
@@ -382,6 +484,7 @@ def create_dense_infos(root_path, out_dir, extra_tag='dense', splits=None, calib
             if idx not in frames:
                 frames[idx] = _check_frame(root, idx, split_file)
 
+    report = _dense_report(root, split_ids, frames, calib)
     metainfo = dict(categories=dict(CATEGORIES), dataset='dense', info_version='1.1')
     out_dir = osp.abspath(out_dir)
     with staging_dir(out_dir, 'dense') as tmp:
@@ -398,7 +501,11 @@ def create_dense_infos(root_path, out_dir, extra_tag='dense', splits=None, calib
             dump_pickle(dict(metainfo=metainfo, data_list=data_list),
                         osp.join(stage, names[split]))
             top.append(names[split])
+        dump_json(report.to_dict(), osp.join(stage, REPORT_NAME))
+        top.append(REPORT_NAME)
         commit_staged(stage, out_dir, top, osp.join(tmp, 'replaced'))
+    report.log_summary()
     outputs = {k: osp.join(out_dir, v) for k, v in names.items()}
+    outputs['report'] = osp.join(out_dir, REPORT_NAME)
     log(f'DENSE: wrote {len(outputs)} info files ({", ".join(outputs)}) to {out_dir}')
     return outputs

@@ -82,8 +82,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from ._io import DatasetFormatError, Staging, check_output_outside
-from ._voc import child_text, flag, image_size, list_stems, number
+from ._io import REPORT_NAME, DatasetFormatError, Staging, check_output_outside, staged_json
+from ._voc import child_text, coco_report, flag, image_size, list_stems, number
 
 __all__ = ['create_dronevehicle_infos', 'CLASSES', 'CLASS_MAP']
 
@@ -217,7 +217,7 @@ def _collect_split(root_path, split, label_modality):
         raise DatasetFormatError(label_dir, 'label folder is missing')
 
     images, annotations, sources = [], [], []
-    num_dropped = 0
+    num_dropped, dropped_by_class = 0, {}
     ids = {}
     for stem in tqdm(sorted(rgb), desc=f'DroneVehicle {split} (check)', unit='img'):
         rgb_path = osp.join(dirs['rgb'], stem + _IMG_EXT)
@@ -250,6 +250,7 @@ def _collect_split(root_path, split, label_modality):
             ann = _annotation(obj)
             if ann is None:
                 num_dropped += 1
+                dropped_by_class[obj['name']] = dropped_by_class.get(obj['name'], 0) + 1
                 continue
             annotations.append(dict(id=len(annotations) + 1, image_id=image_id, **ann))
     info = dict(
@@ -262,11 +263,12 @@ def _collect_split(root_path, split, label_modality):
         images=images,
         annotations=annotations,
         categories=[dict(id=i, name=name) for name, i in _CAT_ID.items()])
-    return coco, sources
+    return coco, sources, dropped_by_class
 
 
 def _save_crop(staging, src, final):
     """Crop the border of ``src`` and stage it as a JPEG for ``final``."""
+    image_size(src)  # refuses decompression bombs before decoding
     try:
         with Image.open(src) as img:
             img.load()
@@ -296,7 +298,8 @@ def create_dronevehicle_infos(root_path, out_dir, extra_tag='dronevehicle',
         splits (Sequence[str]): Splits to convert. Defaults to ``('train', 'val', 'test')``.
 
     Returns:
-        dict: ``{split: path of the written json}``.
+        dict: ``{split: path of the written json, 'report': path of conversion_report.json}``
+        (boxes per split and class, boxes dropped by the crop).
 
     Raises:
         ValueError: If ``out_dir`` lies inside ``root_path`` or ``label_modality`` is unknown.
@@ -311,11 +314,15 @@ def create_dronevehicle_infos(root_path, out_dir, extra_tag='dronevehicle',
     if not osp.isdir(root_path):
         raise DatasetFormatError(root_path, 'DroneVehicle root folder is missing')
     collected = {split: _collect_split(root_path, split, label_modality) for split in splits}
+    report = coco_report(
+        'DroneVehicle', {s: c[0] for s, c in collected.items()},
+        {s: c[2] for s, c in collected.items()},
+        reason='box empty after cropping the border (wholly in the border or outside the frame)')
 
     staging = Staging()
     out_paths = {}
     try:
-        for split, (coco, sources) in collected.items():
+        for split, (coco, sources, _) in collected.items():
             for stem, rgb_path, ir_path in tqdm(
                     sources, desc=f'DroneVehicle {split} (crop)', unit='pair'):
                 _save_crop(staging, rgb_path, osp.join(out_dir, split, 'rgb', stem + _IMG_EXT))
@@ -324,8 +331,11 @@ def create_dronevehicle_infos(root_path, out_dir, extra_tag='dronevehicle',
             with open(staging.tmp_for(path), 'w') as f:
                 json.dump(coco, f)
             out_paths[split] = path
+        out_paths['report'] = osp.join(out_dir, REPORT_NAME)
+        staged_json(staging, report.to_dict(), out_paths['report'])
         staging.commit()
     except BaseException:
         staging.abort()
         raise
+    report.log_summary()
     return out_paths

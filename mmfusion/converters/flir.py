@@ -42,16 +42,18 @@ Output, ``{out_dir}/{extra_tag}_infos_{train,val}.json``, in COCO detection form
 
 Errors are :class:`~mmfusion.converters._io.DatasetFormatError` (a ``ValueError`` whose message
 starts with the offending path). The converter never modifies the dataset, refuses an output
-folder inside it, validates both splits completely before writing, and writes each json
-atomically.
+folder inside it, validates both splits completely before writing, and commits all json files
+together (the previous output stays intact on any error). ``conversion_report.json`` lists the
+frames and boxes per split and class and the dropped ``dog`` boxes.
 """
 import os.path as osp
 import re
 
 from tqdm import tqdm
 
-from ._io import DatasetFormatError, check_output_outside, dump_json, log
-from ._voc import coco_annotations, image_size, parse_voc
+from ._io import (REPORT_NAME, DatasetFormatError, check_output_outside, open_text,
+                  write_json_outputs)
+from ._voc import coco_annotations, coco_report, image_size, parse_voc
 
 __all__ = ['create_flir_infos', 'CLASSES']
 
@@ -67,7 +69,7 @@ def _read_split(path):
     if not osp.isfile(path):
         raise DatasetFormatError(path, 'split file is missing')
     ids = []
-    with open(path) as f:
+    with open_text(path) as f:
         for lineno, line in enumerate(f, 1):
             line = line.strip()
             if not line:
@@ -135,15 +137,17 @@ def create_flir_infos(root_path, out_dir, extra_tag='flir'):
         extra_tag (str): Prefix of the output names. Defaults to ``'flir'``.
 
     Returns:
-        dict: ``{'train': path, 'val': path}`` of the written json files.
+        dict: ``{'train': path, 'val': path, 'report': path}`` of the written json files.
 
     Raises:
         ValueError: If ``out_dir`` lies inside ``root_path``.
         DatasetFormatError: If the root, a split file, a listed thermal frame, its RGB partner
-            or its xml is missing, a split line is not a FLIR id, an id is listed twice, an xml
+            or its xml is missing, a split file is not UTF-8 or lists no frame, a split line is
+            not a FLIR id, an id is listed twice (in one file or in both), an xml
             is malformed or lacks fields, a class is not person/bicycle/car/dog, a box is
             degenerate or leaves the thermal frame, an image is unreadable, or the thermal
-            frame's size differs from its xml ``<size>``.
+            frame's size differs from its xml ``<size>``, or an image header is unreadable or
+            claims a decompression-bomb size.
     """
     check_output_outside(out_dir, root_path)
     if not osp.isdir(root_path):
@@ -158,15 +162,20 @@ def create_flir_infos(root_path, out_dir, extra_tag='flir'):
                     path, f'{flir_id} is listed twice (also in {seen[number]})')
             seen[number] = path
         splits[split] = ids
-    infos = {}
+        if not ids:
+            raise DatasetFormatError(path, f'split {split!r} lists no frames')
+    infos, dropped = {}, {}
     for split, ids in splits.items():
-        infos[split], dropped = _collect_split(root_path, split, ids)
-        if dropped:
-            log(f'FLIR aligned {split}: dropped {dropped} {"/".join(DROPPED_CLASSES)} box(es) '
-                f'(classes kept: {", ".join(CLASSES)})')
-    out_paths = {}
-    for split, info in infos.items():
-        path = osp.join(out_dir, f'{extra_tag}_infos_{split}.json')
-        dump_json(info, path)
-        out_paths[split] = path
+        infos[split], n_drop = _collect_split(root_path, split, ids)
+        dropped[split] = {DROPPED_CLASSES[0]: n_drop}
+    report = coco_report(
+        'FLIR aligned', infos, dropped,
+        reason=f'class not among the {len(CLASSES)} evaluated ({", ".join(CLASSES)})')
+    names = {split: f'{extra_tag}_infos_{split}.json' for split in infos}
+    outputs = {names[split]: info for split, info in infos.items()}
+    outputs[REPORT_NAME] = report.to_dict()
+    paths = write_json_outputs(out_dir, outputs)
+    report.log_summary()
+    out_paths = {split: paths[name] for split, name in names.items()}
+    out_paths['report'] = paths[REPORT_NAME]
     return out_paths

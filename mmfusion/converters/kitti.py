@@ -60,17 +60,21 @@ Output layout (``data_root = out_dir`` for stock mmdet3d KITTI configs, with the
         {extra_tag}_infos_{train,val,trainval}[,_test].pkl   mmdet3d v2 infos
         {extra_tag}_gt_database/<id>_<class>_<i>.bin    object points (for ObjectSample)
         {extra_tag}_dbinfos_train.pkl                   its index; paths relative to out_dir
+        conversion_report.json                          objects per split and class, DontCare
+                                                        regions, LiDAR points per train box
 """
 import importlib
 import os
 import os.path as osp
+import pickle
 import sys
 
-from PIL import Image
+import numpy as np
 from tqdm import tqdm
 
-from ._io import (DatasetFormatError, check_output_outside, commit_staged, dump_pickle, log,
-                  staging_dir)
+from ._io import (REPORT_NAME, ConversionReport, DatasetFormatError, check_output_outside,
+                  check_splits_disjoint, commit_staged, dump_json, dump_pickle, image_size, log,
+                  open_text, staging_dir)
 
 __all__ = ['create_kitti_infos']
 
@@ -132,7 +136,7 @@ def _read_ids(path):
     """Frame ids of an ``ImageSets/<split>.txt`` (blank lines ignored)."""
     ids = []
     seen = set()
-    with open(path) as f:
+    with open_text(path) as f:
         for lineno, line in enumerate(f, 1):
             text = line.strip()
             if not text:
@@ -155,7 +159,7 @@ def _floats(tokens, path, what):
 
 
 def _check_calib(path):
-    with open(path) as f:
+    with open_text(path) as f:
         lines = f.readlines()
     found = {}
     for lineno, line in enumerate(lines):
@@ -182,7 +186,7 @@ def _check_calib(path):
 
 
 def _check_label(path):
-    with open(path) as f:
+    with open_text(path) as f:
         lines = f.readlines()
     n_fields = None
     seen_dontcare = False
@@ -218,7 +222,7 @@ def _check_label(path):
 
 
 def _check_planes(path):
-    with open(path) as f:
+    with open_text(path) as f:
         lines = f.readlines()
     if len(lines) < 4 or len(lines[3].split()) != 4:
         raise DatasetFormatError(path, 'expected the ground plane (4 numbers) on line 4')
@@ -239,11 +243,7 @@ def _check_frame(root, folder, idx, kinds, split_file):
         raise DatasetFormatError(
             paths['velodyne'], f'truncated or empty point cloud: {size} bytes is not a positive '
             f'multiple of {_POINT_BYTES} (x, y, z, reflectance as float32)')
-    try:
-        with Image.open(paths['image_2']) as img:
-            img.size
-    except (OSError, SyntaxError, ValueError) as e:
-        raise DatasetFormatError(paths['image_2'], f'not a readable image ({e})') from None
+    image_size(paths['image_2'])
     _check_calib(paths['calib'])
     if 'label_2' in paths:
         _check_label(paths['label_2'])
@@ -288,6 +288,111 @@ def _validate(root, splits, with_plane):
         jobs += [(folder, idx, kinds, split_file) for idx in ids]
     for folder, idx, kinds, split_file in tqdm(jobs, desc='KITTI: checking frames', unit='frame'):
         _check_frame(root, folder, idx, kinds, split_file)
+
+
+# The classes of the official KITTI object labels (devkit readme); anything else is refused.
+KITTI_CLASSES = ('Car', 'Van', 'Truck', 'Pedestrian', 'Person_sitting', 'Cyclist', 'Tram', 'Misc',
+                 'DontCare')
+_LABEL_NAMES = ('truncated', 'occluded', 'alpha', 'bbox left', 'bbox top', 'bbox right',
+                'bbox bottom', 'height', 'width', 'length', 'x', 'y', 'z', 'rotation_y', 'score')
+
+
+def _check_points_finite(path):
+    points = np.fromfile(path, dtype=np.float32).reshape(-1, 4)
+    bad = ~np.isfinite(points).all(axis=1)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise DatasetFormatError(
+            path, f'{int(bad.sum())} point(s) with NaN or inf, the first is point {first} '
+            f'({points[first].tolist()})')
+
+
+def _check_calib_finite(path):
+    with open_text(path) as f:
+        for lineno, line in enumerate(f, 1):
+            if ':' not in line:
+                continue
+            key, values = line.split(':', 1)
+            for value in values.split():
+                if not np.isfinite(float(value)):
+                    raise DatasetFormatError(
+                        path, f'line {lineno}: {key.strip()} has a value that is not finite '
+                        f'({value})')
+
+
+def _check_label_values(path):
+    """Class names in :data:`KITTI_CLASSES`; finite numbers; KITTI ranges except on DontCare."""
+    with open_text(path) as f:
+        for lineno, line in enumerate(f, 1):
+            fields = line.split()
+            if not fields:
+                continue
+            name, values = fields[0], [float(v) for v in fields[1:]]
+            where = f'line {lineno}'
+            if name not in KITTI_CLASSES:
+                raise DatasetFormatError(
+                    path, f'{where}: unknown class {name!r} (KITTI has {", ".join(KITTI_CLASSES)})')
+            for field, value in zip(_LABEL_NAMES, values):
+                if not np.isfinite(value):
+                    raise DatasetFormatError(path, f'{where}: {field} is {value} (not finite)')
+            if name == 'DontCare':
+                continue
+            truncated, occluded = values[0], values[1]
+            if not 0 <= truncated <= 1:
+                raise DatasetFormatError(path, f'{where}: truncated {truncated} is outside [0, 1]')
+            if occluded not in (0, 1, 2, 3):
+                raise DatasetFormatError(path, f'{where}: occluded {fields[2]} is not 0, 1, 2 or 3')
+            if min(values[7:10]) <= 0:
+                raise DatasetFormatError(
+                    path, f'{where}: dimensions (height width length) {values[7:10]} must be > 0')
+            if values[5] < values[3] or values[6] < values[4]:
+                raise DatasetFormatError(path, f'{where}: 2D box {values[3:7]} is inverted')
+
+
+def _check_values(root, splits):
+    """What :func:`_validate` leaves to the stock converter, which would take it silently.
+
+    Train and val must not share a frame; every point, calibration and label number must be
+    finite (a NaN calibration makes the stock point-in-box test keep the whole scan); label
+    classes must be KITTI's (the stock v2 update turns an unknown name into label -1) and
+    fields in KITTI's ranges.
+    """
+    imagesets = osp.join(root, 'ImageSets')
+    check_splits_disjoint({s: splits[s] for s in ('train', 'val')},
+                          {s: osp.join(imagesets, f'{s}.txt') for s in ('train', 'val')})
+    jobs = []
+    for split, ids in splits.items():
+        folder = 'testing' if split == 'test' else 'training'
+        jobs += [(folder, idx, split != 'test') for idx in ids]
+    for folder, idx, labelled in tqdm(jobs, desc='KITTI: checking values', unit='frame'):
+        name = f'{idx:06d}'
+        _check_points_finite(osp.join(root, folder, 'velodyne', name + '.bin'))
+        _check_calib_finite(osp.join(root, folder, 'calib', name + '.txt'))
+        if labelled:
+            _check_label_values(osp.join(root, folder, 'label_2', name + '.txt'))
+
+
+def _kitti_report(stage, names):
+    """Counts per split and class, DontCare regions, points per box, from the written infos."""
+    report = ConversionReport('KITTI')
+    for split in ('train', 'val', 'test'):
+        if split not in names:
+            continue
+        with open(osp.join(stage, names[split]), 'rb') as f:
+            infos = pickle.load(f)
+        classes = {v: k for k, v in infos['metainfo']['categories'].items()}
+        report.add_frames(split, len(infos['data_list']))
+        for frame in infos['data_list']:
+            for inst in frame.get('instances', []):
+                label = inst['bbox_label_3d']
+                if label < 0:
+                    report.drop(split, 'DontCare', 'DontCare region (label -1, ignored)')
+                    continue
+                report.add_object(split, classes[label])
+                if split == 'train':
+                    report.add_points(classes[label], inst['num_lidar_pts'])
+    report.notes.append('points_per_box: LiDAR points inside each train box (num_lidar_pts)')
+    return report
 
 
 # ------------------------------------------------------------------------------------------
@@ -380,7 +485,8 @@ def create_kitti_infos(root_path, out_dir, extra_tag='kitti', with_plane=False):
             infos. Default: False.
 
     Returns:
-        dict: Absolute output paths, ``{'train', 'val', 'trainval', ['test',] 'dbinfos'}``;
+        dict: Absolute output paths, ``{'train', 'val', 'trainval', ['test',] 'dbinfos',
+        'report'}`` (``'report'``: ``conversion_report.json``);
         ``'test'`` only when ``ImageSets/test.txt`` and ``testing/`` both exist.
 
     Raises:
@@ -391,7 +497,11 @@ def create_kitti_infos(root_path, out_dir, extra_tag='kitti', with_plane=False):
             of 16 bytes; a calib file lacks one of P0-P3, R0_rect, Tr_velo_to_cam,
             Tr_imu_to_velo, has them out of the official order or with a wrong number of
             values; a label line has fewer than 15 (or more than 16) fields, a non-number, or
-            follows a ``DontCare`` line; an image is unreadable.
+            follows a ``DontCare`` line; an image is unreadable or claims a decompression-bomb
+            size; a text file is not UTF-8; a frame is in both train and val; a point,
+            calibration or label value is NaN or inf; a label class is not one of
+            :data:`KITTI_CLASSES`; or (except DontCare) truncated is outside [0, 1], occluded
+            not 0-3, a dimension <= 0 or the 2D box inverted.
         ImportError: If mmdet3d's bundled converter cannot be imported.
     """
     if not extra_tag or osp.basename(extra_tag) != extra_tag or extra_tag.startswith('.'):
@@ -402,6 +512,7 @@ def create_kitti_infos(root_path, out_dir, extra_tag='kitti', with_plane=False):
     check_output_outside(out_dir, root_path)
     splits = _read_splits(root)
     _validate(root, splits, with_plane)
+    _check_values(root, splits)
     tools = _stock_tools()
 
     out_dir = osp.abspath(out_dir)
@@ -414,7 +525,12 @@ def create_kitti_infos(root_path, out_dir, extra_tag='kitti', with_plane=False):
         names = _build(root, stage, v1_dir, splits, extra_tag, with_plane, tools)
         top += [names[k] for k in ('train', 'val', 'trainval', 'test') if k in names]
         top += [f'{extra_tag}_gt_database', names['dbinfos']]
+        report = _kitti_report(stage, names)
+        dump_json(report.to_dict(), osp.join(stage, REPORT_NAME))
+        top.append(REPORT_NAME)
         commit_staged(stage, out_dir, top, osp.join(tmp, 'replaced'))
+    report.log_summary()
     outputs = {k: osp.join(out_dir, v) for k, v in names.items()}
+    outputs['report'] = osp.join(out_dir, REPORT_NAME)
     log(f'KITTI: wrote {", ".join(sorted(outputs))} to {out_dir}')
     return outputs

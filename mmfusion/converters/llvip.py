@@ -38,14 +38,16 @@ Box policy: boxes are never clipped. A box with ``xmax <= xmin`` or ``ymax <= ym
 reaching outside ``[0, width] x [0, height]``, is an error naming the xml and the object index.
 
 The converter never modifies the dataset, refuses an output folder inside it, validates every
-split completely before writing anything, and writes each json atomically.
+split completely before writing anything, and commits all json files together (the previous
+output stays intact on any error). ``conversion_report.json`` lists the frames and boxes per
+split and class.
 """
 import os.path as osp
 
 from tqdm import tqdm
 
-from ._io import DatasetFormatError, check_output_outside, dump_json
-from ._voc import coco_annotations, image_size, list_stems, parse_voc
+from ._io import REPORT_NAME, DatasetFormatError, check_output_outside, write_json_outputs
+from ._voc import coco_annotations, coco_report, image_size, list_stems, parse_voc
 
 __all__ = ['create_llvip_infos', 'CLASSES']
 
@@ -129,16 +131,18 @@ def create_llvip_infos(root_path, out_dir, extra_tag='llvip', splits=('train', '
         splits (Sequence[str]): Splits to convert. Defaults to ``('train', 'test')``.
 
     Returns:
-        dict: ``{split: path of the written json}``.
+        dict: ``{split: path of the written json, 'report': path of conversion_report.json}``.
 
     Raises:
         ValueError: If ``out_dir`` lies inside ``root_path``.
         DatasetFormatError: (a ``ValueError``; the message starts with the offending path) if a
             split folder or the ``Annotations`` folder is missing, a split is empty, an image
             has no partner in the other modality, an image has no xml, an xml is malformed or
-            lacks ``<size>``/``<bndbox>`` fields, a value is not numeric, a class is not
-            ``person``, a box has non-positive size or leaves the image, or an image's actual
-            size differs from its xml ``<size>``.
+            lacks ``<size>``/``<bndbox>`` fields, a value is not numeric or not finite, a class
+            is not ``person``, a box has non-positive size or leaves the image, an image header
+            is unreadable or claims a decompression-bomb size, an image's actual size differs
+            from its xml ``<size>``, or two images share an id after removing leading zeros
+            (``010005`` and ``10005``, in one split or in two).
     """
     if isinstance(splits, str):
         splits = (splits, )
@@ -146,9 +150,27 @@ def create_llvip_infos(root_path, out_dir, extra_tag='llvip', splits=('train', '
     if not osp.isdir(root_path):
         raise DatasetFormatError(root_path, 'LLVIP root folder is missing')
     infos = {split: _collect_split(root_path, split) for split in splits}
-    out_paths = {}
-    for split, info in infos.items():
-        path = osp.join(out_dir, f'{extra_tag}_infos_{split}.json')
-        dump_json(info, path)
-        out_paths[split] = path
+    _check_unique_ids(root_path, infos)
+    report = coco_report('LLVIP', infos)
+    names = {split: f'{extra_tag}_infos_{split}.json' for split in infos}
+    outputs = {names[split]: info for split, info in infos.items()}
+    outputs[REPORT_NAME] = report.to_dict()
+    paths = write_json_outputs(out_dir, outputs)
+    report.log_summary()
+    out_paths = {split: paths[name] for split, name in names.items()}
+    out_paths['report'] = paths[REPORT_NAME]
     return out_paths
+
+
+def _check_unique_ids(root_path, infos):
+    """Refuse two images with the same integer id (``010005`` and ``10005``), in any splits."""
+    seen = {}
+    for split, info in infos.items():
+        for image in info['images']:
+            path = osp.join(root_path, image['file_name'])
+            if image['id'] in seen:
+                raise DatasetFormatError(
+                    path, f'image id {image["id"]} (from {image["llvip_id"]!r}) is also the id '
+                    f'of {seen[image["id"]]}; ids must be unique across splits after removing '
+                    'leading zeros')
+            seen[image['id']] = path

@@ -32,7 +32,8 @@ key text is ``f'{seed}:/{id}'``); frames are ordered by ``(key, id)`` and the fi
 ``floor(val_ratio * n + 0.5)`` go to ``val``, the rest to ``train``. The rule depends only on the
 ids, the scene names and ``seed`` (not on the Python/numpy version or on file-system order), so it
 is reproducible and adding a scene leaves the other scenes' split unchanged. A scene too small
-for ``val_ratio`` gives no val frames; a split may be empty (it is still written).
+for ``val_ratio`` gives no val frames; a split left empty by the rule is an error, except
+``val`` with ``val_ratio=0`` (written empty, as asked).
 
 Output, ``{out_dir}/{extra_tag}_infos_{train,val}.json``, in COCO detection format (readable by
 ``pycocotools.coco.COCO`` and mmdet's ``CocoDataset``):
@@ -52,7 +53,9 @@ Output, ``{out_dir}/{extra_tag}_infos_{train,val}.json``, in COCO detection form
 
 Errors are :class:`~mmfusion.converters._io.DatasetFormatError` (a ``ValueError`` whose message
 starts with the offending path). The converter never modifies the dataset, refuses an output
-folder inside it, validates everything before writing, and writes each json atomically.
+folder inside it, validates everything before writing, and commits all json files together (the
+previous output stays intact on any error). ``conversion_report.json`` lists the frames and
+boxes per split and class.
 """
 import hashlib
 import os
@@ -60,8 +63,8 @@ import os.path as osp
 
 from tqdm import tqdm
 
-from ._io import DatasetFormatError, check_output_outside, dump_json
-from ._voc import coco_annotations, image_size, list_stems, parse_voc
+from ._io import REPORT_NAME, DatasetFormatError, check_output_outside, write_json_outputs
+from ._voc import coco_annotations, coco_report, image_size, list_stems, parse_voc
 
 __all__ = ['create_m3fd_infos', 'CLASSES']
 
@@ -151,14 +154,17 @@ def create_m3fd_infos(root_path, out_dir, extra_tag='m3fd', val_ratio=0.2, seed=
         seed (int | str): Seed of the split rule (module docstring). Defaults to 0.
 
     Returns:
-        dict: ``{'train': path, 'val': path}`` of the written json files.
+        dict: ``{'train': path, 'val': path, 'report': path}`` of the written json files.
 
     Raises:
         ValueError: If ``out_dir`` lies inside ``root_path`` or ``val_ratio`` is out of range.
+            (:class:`DatasetFormatError` is one, see below.)
         DatasetFormatError: If the root or a ``Vis``/``Ir``/``Annotation`` folder is missing, a
             scene has no images, an image has no partner in the other modality or no xml, an
             xml is malformed or lacks fields, a class is not one of the six, a box is
-            degenerate or leaves the image, or an image's size differs from its xml ``<size>``.
+            degenerate or leaves the image, an image's size differs from its xml ``<size>``, or
+            an image header is unreadable or claims a decompression-bomb size, or the split
+            rule leaves a split empty (except ``val`` with ``val_ratio=0``).
     """
     if not 0 <= val_ratio <= 1:
         raise ValueError(f'val_ratio must lie in [0, 1], got {val_ratio}')
@@ -190,9 +196,19 @@ def create_m3fd_infos(root_path, out_dir, extra_tag='m3fd', val_ratio=0.2, seed=
                 m3fd_id=stem))
             info['annotations'].extend(coco_annotations(
                 objects, image_id, _CAT_ID, len(info['annotations']) + 1))
-    out_paths = {}
     for split, info in infos.items():
-        path = osp.join(out_dir, f'{extra_tag}_infos_{split}.json')
-        dump_json(info, path)
-        out_paths[split] = path
+        wanted = val_ratio if split == 'val' else 1 - val_ratio
+        if wanted > 0 and not info['images']:
+            raise DatasetFormatError(
+                root_path, f'split {split!r} is empty with val_ratio={val_ratio} (each scene '
+                f'sends floor(val_ratio * n + 0.5) of its n frames to val); pass val_ratio=0 '
+                'for no val split')
+    report = coco_report('M3FD', infos)
+    names = {split: f'{extra_tag}_infos_{split}.json' for split in infos}
+    outputs = {names[split]: info for split, info in infos.items()}
+    outputs[REPORT_NAME] = report.to_dict()
+    paths = write_json_outputs(out_dir, outputs)
+    report.log_summary()
+    out_paths = {split: paths[name] for split, name in names.items()}
+    out_paths['report'] = paths[REPORT_NAME]
     return out_paths

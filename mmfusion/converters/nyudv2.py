@@ -55,7 +55,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from ._io import DatasetFormatError, Staging, check_output_outside
+from ._io import (REPORT_NAME, ConversionReport, DatasetFormatError, Staging, check_output_outside,
+                  check_splits_disjoint, image_size, open_text, staged_json)
 
 MAT_NAME = 'nyu_depth_v2_labeled.mat'
 SPLITS_NAME = 'splits.mat'
@@ -283,6 +284,7 @@ def _read_png(path, what, list_path, bit_depth, colour_type, expect):
     if got != (bit_depth, colour_type):
         raise DatasetFormatError(path, f'{what} PNG has bit depth {got[0]}, colour type '
                                  f'{got[1]}; expected {expect}')
+    image_size(path)  # refuses decompression bombs before decoding
     try:
         with Image.open(path) as im:
             im.load()
@@ -296,7 +298,7 @@ def _read_png(path, what, list_path, bit_depth, colour_type, expect):
 
 def _read_list(list_path):
     entries = []
-    with open(list_path) as f:
+    with open_text(list_path) as f:
         for lineno, line in enumerate(f, 1):
             line = line.strip()
             if not line:
@@ -329,11 +331,12 @@ def _check_triplet(root_path, list_path, rgb_rel, mask_rel, depth_rel):
     return rgb_path, mask_path, depth_path
 
 
-def _convert_extracted(root_path, out_dir, staging, desc):
+def _convert_extracted(root_path, out_dir, staging, desc, allow_overlap):
     entries = {}
     for split, name in zip(('train', 'val'), LIST_NAMES):
         list_path = osp.join(root_path, name)
         entries[split] = [(list_path, e) for e in _read_list(list_path)]
+    _check_extracted_splits(root_path, entries, allow_overlap)
     lists = {'train': [], 'val': []}
     sources = {}  # id -> (rgb, mask, depth) real paths
     total = len(entries['train']) + len(entries['val'])
@@ -360,13 +363,50 @@ def _convert_extracted(root_path, out_dir, staging, desc):
     return lists
 
 
+def _check_extracted_splits(root_path, entries, allow_overlap):
+    """Refuse an empty list, a frame listed twice in one list, and a frame in both lists."""
+    ids = {}
+    for split, name in zip(('train', 'val'), LIST_NAMES):
+        seen = set()
+        for list_path, (rgb_rel, _, _) in entries[split]:
+            frame_id = osp.splitext(osp.basename(rgb_rel))[0]
+            if frame_id in seen:
+                raise DatasetFormatError(list_path, f'frame {frame_id!r} is listed twice')
+            seen.add(frame_id)
+        ids[split] = sorted(seen)
+        if not seen:
+            raise DatasetFormatError(osp.join(root_path, name), 'lists no frames')
+    if allow_overlap:
+        return
+    check_splits_disjoint(ids, {s: osp.join(root_path, n) for s, n in zip(ids, LIST_NAMES)})
+
+
+def _nyudv2_report(staging, out_dir, lists):
+    """Frames per split and mask pixels per class index, read from the staged masks."""
+    tmp_of = {final: tmp for tmp, final in staging.pending}
+    report = ConversionReport('NYUDv2')
+    for split, ids in lists.items():
+        report.add_frames(split, len(ids))
+        counts = np.zeros(256, np.int64)
+        for frame_id in ids:
+            final = osp.abspath(osp.join(out_dir, 'masks', frame_id + '.png'))
+            with Image.open(tmp_of[final]) as im:
+                counts += np.bincount(np.asarray(im).ravel(), minlength=256)
+        for c in np.flatnonzero(counts):
+            name = f'ignore ({IGNORE_INDEX})' if c == IGNORE_INDEX else f'class {c}'
+            report.add_object(split, name, int(counts[c]))
+    report.notes.append(f'objects: mask pixels per class index (0-{NUM_CLASSES - 1}, '
+                        f'{IGNORE_INDEX} = ignore)')
+    return report
+
+
 # ----------------------------------------------------------------------------------------------
 # public API
 # ----------------------------------------------------------------------------------------------
 
 
 def create_nyudv2_infos(root_path, out_dir, extra_tag='nyudv2', mat_path=None, splits_path=None,
-                        mapping_path=None, depth_key='depths'):
+                        mapping_path=None, depth_key='depths', allow_split_overlap=False):
     """Convert NYUDv2 (official .mat release or extracted folder) to the extracted layout.
 
     Args:
@@ -380,15 +420,20 @@ def create_nyudv2_infos(root_path, out_dir, extra_tag='nyudv2', mat_path=None, s
         mapping_path (str, optional): Path of ``classMapping40.mat``.
         depth_key (str): .mat dataset used for depth: ``'depths'`` (inpainted, default) or
             ``'rawDepths'`` (raw, 0 where missing).
+        allow_split_overlap (bool): Extracted layout only: accept frames listed in both
+            ``train.txt`` and ``val.txt`` (an overfitting sample, such as the one bundled with
+            the tests); the report notes it. Default: False (an error).
 
     Returns:
-        dict: ``{'train': path of train.txt, 'val': path of val.txt}``.
+        dict: ``{'train': path of train.txt, 'val': path of val.txt, 'report': path of
+        conversion_report.json}`` (frames per split, mask pixels per class).
 
     Raises:
         DatasetFormatError: If the input is neither layout, or a file is missing, unreadable or
             malformed (wrong shape or dtype, label or mask value out of range, split index out
-            of range of the .mat, ...). The message names the offending file. Nothing is left in
-            ``out_dir`` then.
+            of range of the .mat, not UTF-8, a decompression-bomb PNG header, ...), a split list
+            is empty, lists a frame twice, or shares a frame with the other list. The message
+            names the offending file. The previous output stays as it was then.
         ValueError: If ``out_dir`` lies inside the input dataset folder.
     """
     if mat_path is None and osp.isfile(root_path) and root_path.endswith('.mat'):
@@ -423,8 +468,16 @@ def create_nyudv2_infos(root_path, out_dir, extra_tag='nyudv2', mat_path=None, s
             lists = _convert_mat(mat_path, splits_path, mapping_path, out_dir, staging,
                                  extra_tag, depth_key)
         else:
-            lists = _convert_extracted(root_path, out_dir, staging, extra_tag)
+            lists = _convert_extracted(root_path, out_dir, staging, extra_tag,
+                                       allow_split_overlap)
         paths = _write_lists(staging, out_dir, lists)
+        report = _nyudv2_report(staging, out_dir, lists)
+        shared = sorted(set(lists['train']) & set(lists['val']))
+        if shared:
+            report.notes.append(f'{len(shared)} frame(s) in both train and val '
+                                '(allow_split_overlap=True)')
+        paths['report'] = osp.join(out_dir, REPORT_NAME)
+        staged_json(staging, report.to_dict(), paths['report'])
         staging.commit()
     except BaseException:
         staging.abort()

@@ -10,6 +10,7 @@ import json
 import os
 import os.path as osp
 import pickle
+import shutil
 
 import numpy as np
 import pytest
@@ -111,12 +112,23 @@ def converted(dataset, tmp_path_factory):
 
 def test_splits_and_outputs(converted, dataset):
     out_dir = converted['out_dir']
-    assert set(converted['paths']) == set(SPLITS)
-    for split, path in converted['paths'].items():
+    paths = dict(converted['paths'])
+    assert paths.pop('report') == osp.join(str(out_dir), 'conversion_report.json')
+    assert set(paths) == set(SPLITS)
+    for split, path in paths.items():
         assert path == osp.join(str(out_dir), f'dense_infos_{split}.pkl')
     assert sorted(os.listdir(out_dir)) == sorted(
-        ['cam_stereo_left_lut', 'lidar_hdl64_strongest', 'gt_labels', 'splits', 'unrelated.txt']
+        ['cam_stereo_left_lut', 'lidar_hdl64_strongest', 'gt_labels', 'splits', 'unrelated.txt',
+         'conversion_report.json']
         + [f'dense_infos_{s}.pkl' for s in SPLITS])  # no leftovers (.tmp-dense-*)
+    with open(out_dir / 'conversion_report.json') as f:
+        report = json.load(f)
+    assert report['splits'] == {
+        'train_clear': {'frames': 2, 'objects': {'Car': 1, 'Cyclist': 1, 'Pedestrian': 1}},
+        'test_dense_fog_day': {'frames': 1, 'objects': {'Car': 1}}}
+    assert {(d['split'], d['class'], d['count']) for d in report['dropped']} == {
+        ('train_clear', 'DontCare', 1), ('train_clear', 'LargeVehicle', 1),
+        ('train_clear', 'Vehicle', 1), ('test_dense_fog_day', 'Obstacle', 1)}
     for name in ('cam_stereo_left_lut', 'lidar_hdl64_strongest'):
         link = out_dir / name
         assert osp.islink(link) and osp.isabs(os.readlink(link))
@@ -216,6 +228,25 @@ def _broken(tmp_path, dataset, edit):
         _line('Truck') + '\n'), f'cam_left_labels_TMP/{IDS[0]}.txt', "unknown class 'Truck'"),
     ('calib', lambda r: (r / 'calib/calib_tf_tree_full.json').write_text(json.dumps(TF_TREE[:2])),
      'calib/calib_tf_tree_full.json', 'no transform chain'),
+    ('occluded_inf', lambda r: (r / 'gt_labels/cam_left_labels_TMP' / f'{IDS[0]}.txt').write_text(
+        _line('PassengerCar').replace(' 0.0 0 -1.5 ', ' 0.0 inf -1.5 ') + '\n'),
+     f'cam_left_labels_TMP/{IDS[0]}.txt', 'line 1: occluded is inf (not finite)'),
+    ('occluded_range', lambda r: (r / 'gt_labels/cam_left_labels_TMP' / f'{IDS[0]}.txt')
+     .write_text(_line('PassengerCar').replace(' 0.0 0 -1.5 ', ' 0.0 7 -1.5 ') + '\n'),
+     f'cam_left_labels_TMP/{IDS[0]}.txt', 'occluded 7.0 is not 0, 1, 2 or 3'),
+    ('nan_location', lambda r: (r / 'gt_labels/cam_left_labels_TMP' / f'{IDS[2]}.txt').write_text(
+        _line('PassengerCar', z='nan') + '\n'),
+     f'cam_left_labels_TMP/{IDS[2]}.txt', 'z is nan'),
+    ('empty_split', lambda r: (r / 'splits/test_dense_fog_day.txt').write_text('\n'),
+     'splits/test_dense_fog_day.txt', "split 'test_dense_fog_day' lists no frames"),
+    ('overlap', lambda r: (r / 'splits/test_dense_fog_day.txt').write_text(
+        '2019-01-09_08-30-00,00100\n2018-02-06_14-25-51,00400\n'),
+     'splits/train_clear.txt', "is in split 'train' and also in split 'test'"),
+    ('calib_nan', lambda r: (r / 'calib/calib_cam_stereo_left.json').write_text(
+        json.dumps({'P': [float('nan')] + [0.0] * 11})),
+     'calib/calib_cam_stereo_left.json', 'not finite'),
+    ('utf8', lambda r: (r / 'splits/train_clear.txt').write_bytes(b'2018-02-06_14-25-51,\xff\n'),
+     'splits/train_clear.txt', 'line 1: not UTF-8'),
 ])
 def test_errors(tmp_path, dataset, case, edit, culprit, message):
     root, out, before = _broken(tmp_path, dataset, edit)
@@ -233,7 +264,34 @@ def test_out_dir_inside_dataset_and_explicit_splits(tmp_path, dataset):
     paths = create_dense_infos(str(dataset), str(tmp_path / 'o'), extra_tag='x',
                                splits=['test_dense_fog_day'],
                                calib_dir=str(dataset / 'calib'))
-    assert list(paths) == ['test_dense_fog_day']
+    assert list(paths) == ['test_dense_fog_day', 'report']
     assert osp.basename(paths['test_dense_fog_day']) == 'x_infos_test_dense_fog_day.pkl'
     with pytest.raises(DatasetFormatError, match='no list file'):
         create_dense_infos(str(dataset), str(tmp_path / 'o2'), splits=['nope'])
+
+
+def test_points_per_box_in_the_report(tmp_path, dataset):
+    """Four points placed inside the first frame's car (camera frame) are counted."""
+    root = tmp_path / 'ds'
+    shutil.copytree(dataset, root)
+    lidar2cam = np.asarray(load_dense_calib(str(root / 'calib'))['lidar2cam'])
+    # the car of _line: bottom centre (1.0, 1.7, 20.0), h w l = 1.5 1.6 3.9, ry = 0.1
+    inside_cam = np.array([[1.0, 1.0, 20.0], [2.5, 1.6, 20.3], [1.2, 0.3, 19.4], [0.1, 1.0, 20.1]])
+    outside_cam = np.array([[1.0, 1.0, 23.0], [1.0, 2.0, 20.0], [4.0, 1.0, 20.0]])
+    cam2lidar = np.linalg.inv(lidar2cam)
+    xyz = np.concatenate([inside_cam, outside_cam]) @ cam2lidar[:3, :3].T + cam2lidar[:3, 3]
+    points = np.concatenate([xyz, np.zeros((len(xyz), 2))], axis=1).astype(np.float32)
+    points.tofile(root / 'lidar_hdl64_strongest' / f'{IDS[0]}.bin')
+    paths = create_dense_infos(str(root), str(tmp_path / 'out'))
+    with open(paths['report']) as f:
+        stats = json.load(f)['points_per_box']
+    assert stats['Car'] == {'count': 2, 'min': 0, 'median': 2.0, 'mean': 2.0, 'max': 4, 'zero': 1}
+    assert stats['Pedestrian']['max'] == 0 and stats['Cyclist']['max'] == 0
+
+
+def test_points_in_rotated_box():
+    from mmfusion.converters.dense import points_in_boxes
+    box = dict(loc=[0.0, 0.0, 0.0], hwl=[1.0, 1.0, 4.0], ry=np.pi / 2)
+    # ry = 90 deg: the 4 m length runs along the camera z axis
+    pts = np.array([[0.0, -0.5, 1.9], [0.0, -0.5, -1.9], [1.9, -0.5, 0.0], [0.0, 0.5, 0.0]])
+    assert points_in_boxes(pts, [box], np.eye(4)) == [2]

@@ -105,11 +105,13 @@ def converted(_pristine, tmp_path_factory):
     out = tmp_path_factory.mktemp('dv_out')
     before = _tree_hash(_pristine)
     paths = create_dronevehicle_infos(str(_pristine), str(out))
+    with open(paths.pop('report')) as f:
+        report = json.load(f)
     infos = {}
     for split, path in paths.items():
         with open(path) as f:
             infos[split] = json.load(f)
-    return dict(root=_pristine, out=out, paths=paths, infos=infos, before=before)
+    return dict(root=_pristine, out=out, paths=paths, infos=infos, before=before, report=report)
 
 
 def _tree_hash(folder):
@@ -143,6 +145,7 @@ def test_outputs_and_input_unchanged(converted):
         assert paths[split] == osp.join(str(out), f'dronevehicle_infos_{split}.json')
     expected = sorted(
         [f'dronevehicle_infos_{s}.json' for s in ('train', 'val', 'test')]
+        + ['conversion_report.json']
         + [f'{s}/{m}/{stem}.jpg' for s, stem in IR_OBJECTS for m in ('rgb', 'ir')])
     assert _all_files(out) == expected  # no temp leftovers
     assert [img['id'] for img in infos['test']['images']] == [1, 3]
@@ -216,7 +219,8 @@ def test_boxes_shifted_clipped_and_classes(converted):
 def test_visible_labels(_pristine, tmp_path):
     paths = create_dronevehicle_infos(str(_pristine), str(tmp_path / 'o'), extra_tag='v',
                                       label_modality='visible', splits='val')
-    assert list(paths) == ['val'] and osp.basename(paths['val']) == 'v_infos_val.json'
+    assert list(paths) == ['val', 'report']
+    assert osp.basename(paths['val']) == 'v_infos_val.json'
     with open(paths['val']) as f:
         info = json.load(f)
     assert info['info']['label_modality'] == 'visible'
@@ -304,3 +308,14 @@ def test_missing_split_and_out_dir_inside(dv_root, tmp_path):
         with pytest.raises(ValueError, match='inside the dataset'):
             create_dronevehicle_infos(str(dv_root), str(out))
     assert _all_files(dv_root) == before
+
+
+def test_conversion_report(converted):
+    report, infos = converted['report'], converted['infos']
+    for split, info in infos.items():
+        entry = report['splits'][split]
+        assert entry['frames'] == len(info['images'])
+        assert sum(entry['objects'].values()) == len(info['annotations'])
+    dropped = [d for d in report['dropped'] if d['split'] == 'train']
+    assert sum(d['count'] for d in dropped) == infos['train']['info']['num_dropped'] == 1
+    assert 'border' in dropped[0]['reason']

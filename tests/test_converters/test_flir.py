@@ -11,7 +11,6 @@ import pytest
 from PIL import Image
 from pycocotools.coco import COCO
 
-from mmfusion.converters import flir
 from mmfusion.converters._io import DatasetFormatError
 from mmfusion.converters.flir import create_flir_infos
 
@@ -65,15 +64,17 @@ def _load(paths):
     return out
 
 
-def test_convert(flir_root, tmp_path, monkeypatch):
-    logs = []
-    monkeypatch.setattr(flir, 'log', logs.append)
+def test_convert(flir_root, tmp_path):
     before = _tree_hash(flir_root)
     out_dir = tmp_path / 'out'
     paths = create_flir_infos(str(flir_root), str(out_dir))
     assert _tree_hash(flir_root) == before
+    report_path = paths.pop('report')
     assert paths == {s: osp.join(str(out_dir), f'flir_infos_{s}.json') for s in ('train', 'val')}
-    assert _all_files(out_dir) == ['flir_infos_train.json', 'flir_infos_val.json']
+    assert _all_files(out_dir) == [
+        'conversion_report.json', 'flir_infos_train.json', 'flir_infos_val.json']
+    with open(report_path) as f:
+        report = json.load(f)
     infos = _load(paths)
     train, val = infos['train'], infos['val']
     assert [img['id'] for img in train['images']] == [2, 3, 10]
@@ -99,9 +100,11 @@ def test_convert(flir_root, tmp_path, monkeypatch):
     assert [(a['image_id'], a['category_id'], a['bbox']) for a in val['annotations']] == [
         (8865, 1, [2, 3, 5, 16]), (8865, 3, [10, 10, 20, 10])]
     assert all(a['iscrowd'] == 0 for i in infos.values() for a in i['annotations'])
-    assert len(logs) == 2
-    assert 'train' in logs[0] and 'dropped 1 dog' in logs[0]
-    assert 'val' in logs[1] and 'dropped 1 dog' in logs[1]
+    assert report['splits'] == {
+        'train': {'frames': 3, 'objects': {'bicycle': 1, 'car': 1, 'person': 1}},
+        'val': {'frames': 1, 'objects': {'bicycle': 0, 'car': 1, 'person': 1}}}
+    assert [(d['split'], d['class'], d['count']) for d in report['dropped']] == [
+        ('train', 'dog', 1), ('val', 'dog', 1)]
     coco = COCO(paths['train'])
     assert sorted(coco.getImgIds()) == [2, 3, 10]
     assert len(coco.getAnnIds(imgIds=[2])) == 2
@@ -177,10 +180,15 @@ def test_unreadable_rgb(flir_root, tmp_path):
     ('align_train.txt', 'FLIR_00002\nFLIR_00003.jpg\n', "line 2: 'FLIR_00003.jpg'"),
     ('align_train.txt', 'FLIR_00002\nFLIR_00002_PreviewData\n', 'listed twice'),
     ('align_validation.txt', 'FLIR_00003\n', 'listed twice'),
+    ('align_validation.txt', '\n', "split 'val' lists no frames"),
+    ('align_train.txt', b'FLIR_00002\nFLIR_\xe900003\n', 'line 2: not UTF-8'),
 ])
 def test_bad_split_file(flir_root, tmp_path, name, text, words):
     path = flir_root / 'align' / name
-    path.write_text(text)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
     _expect_error(flir_root, tmp_path, path, words)
 
 

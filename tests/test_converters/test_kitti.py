@@ -1,5 +1,6 @@
 """Tests for the KITTI converter, on the real sample in tests/data/kitti (see its README.md)."""
 import hashlib
+import json
 import os
 import os.path as osp
 import pickle
@@ -95,14 +96,14 @@ def test_dataset_unchanged_and_outputs(converted):
     assert _entries(KITTI_ROOT) == converted['before_entries']
     out_dir = converted['out_dir']
     paths = converted['paths']
-    assert set(paths) == {'train', 'val', 'trainval', 'dbinfos'}  # no testing/: no test split
+    assert set(paths) == {'train', 'val', 'trainval', 'dbinfos', 'report'}  # no test split
     for key in ('train', 'val', 'trainval'):
         assert paths[key] == osp.join(out_dir, f'kitti_infos_{key}.pkl')
     assert paths['dbinfos'] == osp.join(out_dir, 'kitti_dbinfos_train.pkl')
     assert sorted(os.listdir(out_dir)) == sorted([
         'ImageSets', 'training', 'kitti_infos_train.pkl', 'kitti_infos_val.pkl',
         'kitti_infos_trainval.pkl', 'kitti_gt_database', 'kitti_dbinfos_train.pkl',
-        'unrelated.txt'
+        'unrelated.txt', 'conversion_report.json'
     ])  # no temp leftovers, no testing/
     assert open(osp.join(out_dir, 'unrelated.txt')).read() == 'keep me'
     # stale outputs of the same name were replaced as a whole
@@ -276,7 +277,7 @@ def test_test_split_when_present(kitti_copy, tmp_path):
     (kitti_copy / 'ImageSets' / 'test.txt').write_text('000004\n000005\n')
     out_dir = tmp_path / 'out'
     paths = create_kitti_infos(str(kitti_copy), str(out_dir), extra_tag='kt')
-    assert set(paths) == {'train', 'val', 'trainval', 'test', 'dbinfos'}
+    assert set(paths) == {'train', 'val', 'trainval', 'test', 'dbinfos', 'report'}
     test = _load(paths['test'])
     assert [d['sample_idx'] for d in test['data_list']] == [4, 5]
     assert all(not d.get('instances') for d in test['data_list'])
@@ -410,3 +411,74 @@ def test_with_plane_missing_file(kitti_copy, tmp_path):
     msg = _expect_error(kitti_copy, tmp_path / 'out',
                         kitti_copy / 'training' / 'planes' / '000000.txt', with_plane=True)
     assert 'planes' in msg
+
+
+def test_conversion_report(converted):
+    with open(converted['paths']['report']) as f:
+        report = json.load(f)
+    train = _load(converted['paths']['train'])
+    classes = {v: k for k, v in train['metainfo']['categories'].items()}
+    counts = {}
+    for frame in train['data_list']:
+        for inst in frame['instances']:
+            if inst['bbox_label_3d'] >= 0:
+                name = classes[inst['bbox_label_3d']]
+                counts[name] = counts.get(name, 0) + 1
+    assert report['splits']['train'] == {'frames': 4, 'objects': counts}
+    assert report['splits']['val']['frames'] == 2
+    stats = report['points_per_box']
+    assert sum(s['count'] for s in stats.values()) == sum(counts.values())
+    for name, s in stats.items():
+        assert 0 <= s['min'] <= s['median'] <= s['max'] and s['max'] < 20000, (name, s)
+
+
+def test_nan_point_refused(kitti_copy, tmp_path):
+    path = kitti_copy / 'training' / 'velodyne' / '000001.bin'
+    points = np.fromfile(path, dtype=np.float32).reshape(-1, 4)
+    points[7, 2] = np.nan
+    points.tofile(path)
+    msg = _expect_error(kitti_copy, tmp_path / 'out', path)
+    assert 'first is point 7' in msg
+
+
+def test_nan_calib_refused(kitti_copy, tmp_path):
+    path = kitti_copy / 'training' / 'calib' / '000002.txt'
+    lines = path.read_text().splitlines(keepends=True)
+    values = lines[5].split(' ')
+    values[3] = 'nan'
+    lines[5] = ' '.join(values)
+    path.write_text(''.join(lines))
+    msg = _expect_error(kitti_copy, tmp_path / 'out', path)
+    assert 'line 6: Tr_velo_to_cam has a value that is not finite' in msg
+
+
+@pytest.mark.parametrize('field,value,words', [
+    (0, 'Carr', "unknown class 'Carr'"),
+    (1, 'inf', 'truncated is inf'),
+    (2, '5', 'occluded 5 is not 0, 1, 2 or 3'),
+    (9, '-1.0', 'must be > 0'),
+    (12, 'nan', 'y is nan'),
+])
+def test_label_values_refused(kitti_copy, tmp_path, field, value, words):
+    path = kitti_copy / 'training' / 'label_2' / '000000.txt'
+    lines = path.read_text().splitlines(keepends=True)
+    fields = lines[0].rstrip('\n').split(' ')
+    fields[field] = value
+    lines[0] = ' '.join(fields) + '\n'
+    path.write_text(''.join(lines))
+    msg = _expect_error(kitti_copy, tmp_path / 'out', path)
+    assert 'line 1' in msg and words in msg
+
+
+def test_train_val_overlap_refused(kitti_copy, tmp_path):
+    path = kitti_copy / 'ImageSets' / 'val.txt'
+    path.write_text('000004\n000005\n000002\n')
+    msg = _expect_error(kitti_copy, tmp_path / 'out', path)
+    assert "frame 2 is in split 'val' and also in split 'train'" in msg
+
+
+def test_non_utf8_label_named(kitti_copy, tmp_path):
+    path = kitti_copy / 'training' / 'label_2' / '000003.txt'
+    path.write_bytes(path.read_bytes() + b'Car\xff 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n')
+    msg = _expect_error(kitti_copy, tmp_path / 'out', path)
+    assert 'not UTF-8' in msg

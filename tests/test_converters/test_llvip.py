@@ -57,10 +57,16 @@ def test_real_sample(llvip_root, tmp_path):
     paths = create_llvip_infos(llvip_root, str(out_dir))
 
     assert _tree_hash(llvip_root) == before
-    assert set(paths) == {'train', 'test'}
+    assert set(paths) == {'train', 'test', 'report'}
     assert paths['train'] == osp.join(str(out_dir), 'llvip_infos_train.json')
     assert paths['test'] == osp.join(str(out_dir), 'llvip_infos_test.json')
-    assert _all_files(out_dir) == ['llvip_infos_test.json', 'llvip_infos_train.json']
+    assert _all_files(out_dir) == [
+        'conversion_report.json', 'llvip_infos_test.json', 'llvip_infos_train.json']
+    with open(paths.pop('report')) as f:
+        report = json.load(f)
+    assert report['splits'] == {'train': {'frames': 1, 'objects': {'person': 3}},
+                                'test': {'frames': 5, 'objects': {'person': 10}}}
+    assert report['dropped'] == []
 
     infos = {}
     for split, path in paths.items():
@@ -109,7 +115,7 @@ def test_real_sample(llvip_root, tmp_path):
 def test_deterministic_and_options(llvip_root, tmp_path):
     a = create_llvip_infos(llvip_root, str(tmp_path / 'a'), extra_tag='x', splits=('test', ))
     b = create_llvip_infos(llvip_root, str(tmp_path / 'b'), extra_tag='x', splits='test')
-    assert list(a) == list(b) == ['test']
+    assert list(a) == list(b) == ['test', 'report']
     assert osp.basename(a['test']) == 'x_infos_test.json'
     with open(a['test'], 'rb') as fa, open(b['test'], 'rb') as fb:
         assert fa.read() == fb.read()
@@ -223,3 +229,78 @@ def test_out_dir_inside_root(llvip_copy, tmp_path):
         create_llvip_infos(str(llvip_copy), str(llvip_copy))
     assert _all_files(llvip_copy) == _all_files(
         osp.join(osp.dirname(__file__), '..', 'data', 'llvip', 'LLVIP'))
+
+
+def test_ids_equal_after_removing_leading_zeros(llvip_copy, tmp_path):
+    """``010005`` (train) and ``10005`` (test) would both become COCO image id 10005."""
+    for modality in ('visible', 'infrared'):
+        shutil.copy(llvip_copy / modality / 'train' / '010005.jpg',
+                    llvip_copy / modality / 'test' / '10005.jpg')
+    shutil.copy(llvip_copy / 'Annotations' / '010005.xml', llvip_copy / 'Annotations' / '10005.xml')
+    err = _expect_error(llvip_copy, tmp_path, llvip_copy / 'visible' / 'test' / '10005.jpg')
+    assert 'image id 10005' in str(err) and '010005.jpg' in str(err)
+
+
+def bomb_header(width=100000, height=100000):
+    """A PNG whose header claims ``width x height`` pixels (no pixel data follows)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return (struct.pack('>I', len(data)) + kind + data
+                + struct.pack('>I', zlib.crc32(kind + data)))
+
+    ihdr = struct.pack('>IIBBBBB', width, height, 8, 2, 0, 0, 0)
+    return (b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', ihdr) + chunk(b'IDAT', b'')
+            + chunk(b'IEND', b''))
+
+
+def test_decompression_bomb_header_refused(llvip_copy, tmp_path, monkeypatch):
+    from PIL import Image
+    monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', None)  # as some libraries set it
+    bomb = llvip_copy / 'visible' / 'test' / '190001.jpg'
+    bomb.write_bytes(bomb_header())
+    err = _expect_error(llvip_copy, tmp_path, bomb)
+    assert 'decompression bomb' in str(err)
+
+
+def test_unreadable_header_refused(llvip_copy, tmp_path):
+    bad = llvip_copy / 'infrared' / 'test' / '190002.jpg'
+    bad.write_bytes(b'\xff\xd8\xff' + b'\x00' * 10)
+    err = _expect_error(llvip_copy, tmp_path, bad)
+    assert 'cannot read image' in str(err)
+
+
+def test_failure_in_the_middle_of_the_commit_keeps_the_previous_output(
+        llvip_root, tmp_path, monkeypatch):
+    out_dir = tmp_path / 'out'
+    create_llvip_infos(llvip_root, str(out_dir), splits=('test', ))
+    before = {name: (out_dir / name).read_bytes() for name in _all_files(out_dir)}
+
+    real_replace = os.replace
+    calls = []
+
+    def failing_replace(src, dst):
+        calls.append(dst)
+        if len(calls) == 3:  # new train in, old test aside, then new test in fails
+            raise OSError(28, 'No space left on device', dst)
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, 'replace', failing_replace)
+    with pytest.raises(OSError, match='No space left'):
+        create_llvip_infos(llvip_root, str(out_dir))
+    monkeypatch.setattr(os, 'replace', real_replace)
+    assert len(calls) == 5  # 2 renames, the failing one, 2 renames back
+    assert {name: (out_dir / name).read_bytes() for name in _all_files(out_dir)} == before
+    assert sorted(os.listdir(out_dir)) == sorted(before)  # no temporary or aside file left
+
+
+def test_name_taken_by_a_folder_keeps_the_previous_output(llvip_root, tmp_path):
+    out_dir = tmp_path / 'out'
+    create_llvip_infos(llvip_root, str(out_dir), splits=('test', ))
+    before = {name: (out_dir / name).read_bytes() for name in _all_files(out_dir)}
+    (out_dir / 'llvip_infos_train.json').mkdir()
+    with pytest.raises(IsADirectoryError):
+        create_llvip_infos(llvip_root, str(out_dir))
+    assert {name: (out_dir / name).read_bytes() for name in _all_files(out_dir)} == before
+    assert (out_dir / 'llvip_infos_train.json').is_dir()

@@ -76,8 +76,9 @@ def scene_root(tmp_path):
 def _load(paths):
     out = {}
     for split, path in paths.items():
-        with open(path) as f:
-            out[split] = json.load(f)
+        if split != 'report':
+            with open(path) as f:
+                out[split] = json.load(f)
     return out
 
 
@@ -93,8 +94,12 @@ def test_flat_layout(flat_root, tmp_path):
     out_dir = tmp_path / 'out'
     paths = create_m3fd_infos(str(flat_root), str(out_dir))
     assert _tree_hash(flat_root) == before
+    with open(paths.pop('report')) as f:
+        report = json.load(f)
     assert paths == {s: osp.join(str(out_dir), f'm3fd_infos_{s}.json') for s in ('train', 'val')}
-    assert _all_files(out_dir) == ['m3fd_infos_train.json', 'm3fd_infos_val.json']
+    assert _all_files(out_dir) == [
+        'conversion_report.json', 'm3fd_infos_train.json', 'm3fd_infos_val.json']
+    assert report['splits']['train']['frames'] == 8 and report['splits']['val']['frames'] == 2
     infos = _load(paths)
     stems = [f'{k:05d}' for k in range(10)]
     val = {img['m3fd_id'] for img in infos['val']['images']}
@@ -127,7 +132,7 @@ def test_flat_layout(flat_root, tmp_path):
 def test_split_deterministic_and_seeded(flat_root, tmp_path):
     a = create_m3fd_infos(str(flat_root), str(tmp_path / 'a'))
     b = create_m3fd_infos(str(flat_root), str(tmp_path / 'b'))
-    for split in a:
+    for split in ('train', 'val'):
         with open(a[split], 'rb') as fa, open(b[split], 'rb') as fb:
             assert fa.read() == fb.read()
     stems = [f'{k:05d}' for k in range(10)]
@@ -149,6 +154,11 @@ def test_val_ratio_bounds(flat_root, tmp_path):
     for bad in (-0.1, 1.5):
         with pytest.raises(ValueError, match='val_ratio'):
             create_m3fd_infos(str(flat_root), str(tmp_path / 'x'), val_ratio=bad)
+    assert not (tmp_path / 'x').exists()
+    # 10 frames: 0.01 gives no val frame and 0.99 no train frame; both refused
+    for ratio, split in ((0.01, 'val'), (0.99, 'train')):
+        with pytest.raises(DatasetFormatError, match=f'split {split!r} is empty'):
+            create_m3fd_infos(str(flat_root), str(tmp_path / 'x'), val_ratio=ratio)
     assert not (tmp_path / 'x').exists()
 
 
@@ -185,8 +195,8 @@ def test_real_pair_with_synthetic_xml(test_data_root, tmp_path):
     os.makedirs(root / 'Annotation')
     (root / 'Annotation' / '00471.xml').write_text(
         _xml(1024, 768, [('People', (100, 200, 140, 300)), ('Car', (500, 400, 1024, 768))]))
-    infos = _load(create_m3fd_infos(str(root), str(tmp_path / 'out')))
-    assert infos['val']['images'] == []  # floor(0.2 * 1 + 0.5) = 0
+    infos = _load(create_m3fd_infos(str(root), str(tmp_path / 'out'), val_ratio=0))
+    assert infos['val']['images'] == []  # one real frame: no val split
     (img, ) = infos['train']['images']
     assert (img['width'], img['height']) == (1024, 768)
     assert img['file_name'] == 'Vis/00471.png' and img['infrared_file_name'] == 'Ir/00471.png'
@@ -195,7 +205,7 @@ def test_real_pair_with_synthetic_xml(test_data_root, tmp_path):
     # a wrong <size> is caught against the real image header
     (root / 'Annotation' / '00471.xml').write_text(_xml(1280, 1024, []))
     with pytest.raises(DatasetFormatError, match='1024x768'):
-        create_m3fd_infos(str(root), str(tmp_path / 'out2'))
+        create_m3fd_infos(str(root), str(tmp_path / 'out2'), val_ratio=0)
 
 
 def _expect_error(root, tmp_path, offending, words=None, error=DatasetFormatError, **kwargs):

@@ -1,5 +1,6 @@
 """Tests of the NYUDv2 converter on the real sample and on small official-format fixtures."""
 import hashlib
+import json
 import os
 import os.path as osp
 import shutil
@@ -110,7 +111,12 @@ def test_official_mat(tmp_path, sample_root):
     before = _tree_hash(str(src))
     out = tmp_path / 'out'
     paths = create_nyudv2_infos(str(src), str(out))
-    assert paths == {'train': str(out / 'train.txt'), 'val': str(out / 'val.txt')}
+    assert paths == {'train': str(out / 'train.txt'), 'val': str(out / 'val.txt'),
+                     'report': str(out / 'conversion_report.json')}
+    with open(paths['report']) as f:
+        report = json.load(f)
+    assert [report['splits'][s]['frames'] for s in ('train', 'val')] == [2, 1]
+    assert sum(report['splits']['val']['objects'].values()) == 640 * 480
     assert (out / 'train.txt').read_text() == (
         'rgb/000001.png\tmasks/000001.png\tdepth/000001.png\n'
         'rgb/000003.png\tmasks/000003.png\tdepth/000003.png\n')
@@ -179,8 +185,14 @@ def test_output_inside_input_refused(tmp_path, sample_root):
 def test_extracted_sample(tmp_path, sample_root):
     before = _tree_hash(sample_root)
     out = tmp_path / 'out'
-    paths = create_nyudv2_infos(sample_root, str(out))
-    assert paths == {'train': str(out / 'train.txt'), 'val': str(out / 'val.txt')}
+    # the bundled sample lists its two frames in both splits (an overfitting sample)
+    with pytest.raises(DatasetFormatError, match="frame 000433 is in split 'val' and also in "
+                       "split 'train'"):
+        create_nyudv2_infos(sample_root, str(out))
+    assert not out.exists()
+    paths = create_nyudv2_infos(sample_root, str(out), allow_split_overlap=True)
+    assert paths == {'train': str(out / 'train.txt'), 'val': str(out / 'val.txt'),
+                     'report': str(out / 'conversion_report.json')}
     for name in ('train.txt', 'val.txt'):
         assert (out / name).read_text() == open(osp.join(sample_root, name)).read()
     for sub in ('rgb', 'depth', 'masks'):
@@ -188,7 +200,8 @@ def test_extracted_sample(tmp_path, sample_root):
             with open(osp.join(sample_root, sub, i + '.png'), 'rb') as f:
                 assert (out / sub / f'{i}.png').read_bytes() == f.read()
     assert _all_files(str(out)) == sorted(
-        ['train.txt', 'val.txt'] + [f'{s}/{i}.png' for s in ('rgb', 'depth', 'masks') for i in IDS])
+        ['train.txt', 'val.txt', 'conversion_report.json']
+        + [f'{s}/{i}.png' for s in ('rgb', 'depth', 'masks') for i in IDS])
     # depth encoding: value / 5000 gives a plausible indoor range in metres
     depth = np.array(Image.open(out / 'depth' / '000433.png'))
     assert depth.dtype == np.uint16
@@ -216,7 +229,7 @@ def _expect_failure(src, out, match_path, match=None):
     (out / 'keep.txt').write_text('pre-existing')
     before = _tree_hash(str(src))
     with pytest.raises(DatasetFormatError) as err:
-        create_nyudv2_infos(str(src), str(out))
+        create_nyudv2_infos(str(src), str(out), allow_split_overlap=True)
     assert str(match_path) in str(err.value)
     assert err.value.path == str(match_path)
     if match:
@@ -312,3 +325,20 @@ def test_neither_layout(tmp_path):
 def test_extracted_missing_val_list(tmp_path, sample_copy):
     (sample_copy / 'val.txt').unlink()
     _expect_failure(sample_copy, tmp_path / 'out', sample_copy / 'val.txt', 'missing')
+
+
+@pytest.mark.parametrize('name,text,words', [
+    ('train.txt', '\n', 'lists no frames'),
+    ('val.txt', 'rgb/000464.png\tmasks/000464.png\tdepth/000464.png\n' * 2, 'listed twice'),
+])
+def test_extracted_bad_split_lists(tmp_path, sample_copy, name, text, words):
+    (sample_copy / name).write_text(text)
+    _expect_failure(sample_copy, tmp_path / 'out', sample_copy / name, words)
+
+
+def test_extracted_overlap_refused_by_default(tmp_path, sample_copy):
+    out = tmp_path / 'out'
+    with pytest.raises(DatasetFormatError, match='splits must not overlap') as err:
+        create_nyudv2_infos(str(sample_copy), str(out))
+    assert err.value.path == str(sample_copy / 'val.txt')
+    assert not out.exists()

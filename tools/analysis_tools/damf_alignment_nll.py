@@ -53,7 +53,7 @@ from mmengine.runner import load_checkpoint
 
 from mmfusion.datasets.transforms.degradations import DEGRADATION_KINDS
 from mmfusion.models.losses.gmm_nll_loss import GaussianMixturePrior
-from mmfusion.utils.compat import restore_mmengine_checkpoint_loading
+from mmfusion.utils.compat import load_from_local, restore_mmengine_checkpoint_loading
 
 CLEAN = 'clean'
 
@@ -123,7 +123,7 @@ def cls_features(model, datasets) -> Dict[str, torch.Tensor]:
 
 def checkpoint_epoch(path: str) -> Optional[int]:
     """``meta.epoch`` of a checkpoint, else the number in ``epoch_<n>.pth``."""
-    meta = torch.load(path, map_location='cpu', weights_only=False).get('meta', {})
+    meta = load_from_local(path, map_location='cpu').get('meta', {})
     if 'epoch' in meta:
         return int(meta['epoch'])
     match = re.search(r'epoch_(\d+)', osp.basename(path))

@@ -143,6 +143,7 @@ param_scheduler = [
 auto_scale_lr = dict(enable=False, base_batch_size=8)
 
 custom_hooks = [
+    dict(type='RandomStateHook'),  # bit-exact --resume (mmfusion.engine.hooks)
     dict(type='YOLOXModeSwitchHook', num_last_epochs=num_last_epochs,
          skip_type_keys=('PairedMosaic', 'RandomResize', 'PairedRandomCrop'), priority=48),
     dict(type='SyncNormHook', priority=48),

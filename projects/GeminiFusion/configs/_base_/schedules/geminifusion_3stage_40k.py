@@ -50,3 +50,4 @@ default_hooks = dict(
     visualization=dict(type='SegVisualizationHook'))
 # official: 3 GPUs x 2 images
 auto_scale_lr = dict(enable=False, base_batch_size=6)
+custom_hooks = [dict(type='RandomStateHook')]  # bit-exact --resume (mmfusion.engine.hooks)
