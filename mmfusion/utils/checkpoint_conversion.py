@@ -36,8 +36,8 @@ from torch import Tensor
 from mmfusion.converters._io import atomic_open
 
 __all__ = ['ConversionError', 'Mapping', 'ConversionReport', 'load_source', 'strip_prefix',
-           'build_target_state', 'check_mapping', 'save_checkpoint', 'run_cli',
-           'PICKLED_MODEL_HINT']
+           'build_target', 'build_target_state', 'check_mapping', 'add_common_arguments',
+           'finish_conversion', 'save_checkpoint', 'run_cli', 'PICKLED_MODEL_HINT']
 
 WRAPPER_KEYS = ('state_dict', 'model', 'segmenter', 'module')
 
@@ -160,17 +160,16 @@ def load_source(path: str, wrapper_keys: Sequence[str] = WRAPPER_KEYS,
     return state
 
 
-def build_target_state(config: str, part: Optional[str] = None,
-                       cfg_options: Optional[dict] = None) -> Dict[str, Tensor]:
-    """State dict of the model (or ``model.<part>``) that ``config`` builds.
+def build_target(config: str, part: Optional[str] = None,
+                 cfg_options: Optional[dict] = None) -> torch.nn.Module:
+    """The model (or ``model.<part>``) that ``config`` builds, not initialised.
 
     The config's ``custom_imports`` registers the host library's modules (e.g.
     ``mmfusion.det``); ``default_scope`` selects the registry.
 
     Args:
         config (str): Config file path.
-        part (str, optional): Build only this sub-config of ``model`` (e.g. ``'backbone'``);
-            the returned keys then carry the ``'<part>.'`` prefix, as in the whole model.
+        part (str, optional): Build only this sub-config of ``model`` (e.g. ``'backbone'``).
         cfg_options (dict, optional): Overrides merged into the config (``--cfg-options``).
 
     Raises:
@@ -193,8 +192,17 @@ def build_target_state(config: str, part: Optional[str] = None,
         if part not in model_cfg:
             raise ConversionError(config, f'the model config has no {part!r}')
         model_cfg = model_cfg[part]
-    model = MODELS.build(model_cfg)
-    prefix = f'{part}.' if part else ''
+    return MODELS.build(model_cfg)
+
+
+def build_target_state(config: str, part: Optional[str] = None,
+                       cfg_options: Optional[dict] = None,
+                       keep_prefix: bool = True) -> Dict[str, Tensor]:
+    """State dict of :func:`build_target`'s module; with ``part`` and ``keep_prefix`` the keys
+    carry the ``'<part>.'`` prefix, as in the whole model (else they are the part's own, as an
+    ``init_cfg=dict(type='Pretrained', ...)`` of that part reads them)."""
+    model = build_target(config, part, cfg_options)
+    prefix = f'{part}.' if part and keep_prefix else ''
     return OrderedDict((prefix + k, v) for k, v in model.state_dict().items())
 
 
@@ -233,6 +241,43 @@ def check_mapping(mappings: Iterable[Mapping], target: Dict[str, Tensor], src_pa
         out[name] = value.to(target[name].dtype) if value.is_floating_point() else value
     missing = sorted(k for k in target if k not in out and not ignore_missing(k))
     return out, missing
+
+
+def add_common_arguments(parser, default_config: str, src_help: str) -> None:
+    """``src``, ``dst``, ``--config``, ``--cfg-options`` of every converter."""
+    from mmengine.config import DictAction
+    parser.add_argument('src', help=src_help)
+    parser.add_argument('dst', help='output checkpoint (written atomically: temporary file, '
+                        'then renamed)')
+    parser.add_argument('--config', default=default_config,
+                        help='mmfusion config that DST must fit (default: %(default)s)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='overrides of the config, key=value (e.g. a smaller width)')
+
+
+def finish_conversion(report: ConversionReport, state: Dict[str, Tensor],
+                      mappings: Sequence[Mapping], target: Dict[str, Tensor], src: str,
+                      dst: str, meta: Optional[dict] = None,
+                      ignore_missing: Callable[[str], bool] = lambda name: False
+                      ) -> ConversionReport:
+    """Check ``mappings`` against ``target``, fill ``report``, save DST, print the summary.
+
+    Source names of a mapping may join several tensors with ``' + '`` (e.g. a query and its
+    key/value projection merged into one); each counts as used.
+
+    Raises:
+        ConversionError: As :func:`check_mapping`, or if nothing maps.
+    """
+    if not mappings:
+        raise ConversionError(src, 'no tensor of the expected source layout found')
+    dst_state, report.missing = check_mapping(mappings, target, src, ignore_missing)
+    used = {name for m in mappings for name in m.source.split(' + ')}
+    report.unmapped = [(k, tuple(v.shape)) for k, v in state.items() if k not in used]
+    report.mapped = len(dst_state)
+    save_checkpoint(dst_state, dst, meta=dict(meta or {}, source=osp.abspath(src)))
+    print(report.summary())
+    print(f'saved {dst}')
+    return report
 
 
 def save_checkpoint(state: Dict[str, Tensor], dst: str, meta: Optional[dict] = None) -> None:

@@ -264,3 +264,88 @@ def geminifusion_official_state(embed_dims=(16, 32, 80, 128), depths=(1, 1, 1, 1
     b.add(dec + 'linear_pred.bias', b.randn(num_classes, std=0.1))
     b.add('module.alpha', torch.ones(2))
     return b.state
+
+
+# ------------------------------------------------------------------------------------------------
+# pretrained backbones
+# ------------------------------------------------------------------------------------------------
+
+
+def torchvision_resnet50_state(seed=0):
+    """torchvision ``resnet50()`` ``state_dict()`` (``resnet50-0676ba61.pth`` /
+    ``resnet50-19c8e357.pth`` layout): Bottleneck blocks 3/4/6/3, ``fc`` 2048 -> 1000."""
+    b = Builder(seed)
+    b.add('conv1.weight', b.randn(64, 3, 7, 7, std=0.05))
+    b.batch_norm('bn1.', 64)
+    in_c = 64
+    for stage, (blocks, width) in enumerate(zip((3, 4, 6, 3), (64, 128, 256, 512))):
+        for i in range(blocks):
+            p = f'layer{stage + 1}.{i}.'
+            b.add(p + 'conv1.weight', b.randn(width, in_c, 1, 1, std=1 / math.sqrt(in_c)))
+            b.batch_norm(p + 'bn1.', width)
+            b.add(p + 'conv2.weight', b.randn(width, width, 3, 3, std=1 / math.sqrt(9 * width)))
+            b.batch_norm(p + 'bn2.', width)
+            b.add(p + 'conv3.weight', b.randn(4 * width, width, 1, 1, std=1 / math.sqrt(width)))
+            b.batch_norm(p + 'bn3.', 4 * width)
+            if i == 0:
+                b.add(p + 'downsample.0.weight',
+                      b.randn(4 * width, in_c, 1, 1, std=1 / math.sqrt(in_c)))
+                b.batch_norm(p + 'downsample.1.', 4 * width)
+            in_c = 4 * width
+    b.linear('fc.', 2048, 1000)
+    return b.state
+
+
+def nvidia_mit_state(embed_dims=(16, 32, 80, 128), depths=(1, 1, 1, 1),
+                     sr_ratios=(8, 4, 2, 1), mlp_ratio=4, num_classes=1000, seed=0):
+    """NVIDIA SegFormer ``mit_b*.pth`` (github.com/NVlabs/SegFormer ``mix_transformer.py``,
+    single modality), in its registration order."""
+    b = Builder(seed)
+    for i, c in enumerate(embed_dims):
+        c_in = 3 if i == 0 else embed_dims[i - 1]
+        k = 7 if i == 0 else 3
+        b.add(f'patch_embed{i + 1}.proj.weight',
+              b.randn(c, c_in, k, k, std=1 / math.sqrt(c_in * k * k)))
+        b.add(f'patch_embed{i + 1}.proj.bias', b.randn(c, std=0.1))
+        b.layer_norm(f'patch_embed{i + 1}.norm.', c)
+    for i, (c, depth, sr) in enumerate(zip(embed_dims, depths, sr_ratios)):
+        for j in range(depth):
+            p = f'block{i + 1}.{j}.'
+            b.layer_norm(p + 'norm1.', c)
+            b.linear(p + 'attn.q.', c, c)
+            b.linear(p + 'attn.kv.', c, 2 * c)
+            b.linear(p + 'attn.proj.', c, c)
+            if sr > 1:
+                b.add(p + 'attn.sr.weight', b.randn(c, c, sr, sr, std=1 / (sr * math.sqrt(c))))
+                b.add(p + 'attn.sr.bias', b.randn(c, std=0.1))
+                b.layer_norm(p + 'attn.norm.', c)
+            b.layer_norm(p + 'norm2.', c)
+            b.linear(p + 'mlp.fc1.', c, mlp_ratio * c)
+            b.add(p + 'mlp.dwconv.dwconv.weight', b.randn(mlp_ratio * c, 1, 3, 3, std=1 / 3))
+            b.add(p + 'mlp.dwconv.dwconv.bias', b.randn(mlp_ratio * c, std=0.1))
+            b.linear(p + 'mlp.fc2.', mlp_ratio * c, c)
+        b.layer_norm(f'norm{i + 1}.', c)
+    b.linear('head.', embed_dims[-1], num_classes)
+    return b.state
+
+
+def timm_vit_state(embed_dims=64, depth=2, patch=16, grid=14, num_classes=1000, seed=0):
+    """timm ``VisionTransformer`` ``state_dict()`` (``vit_base_patch16_224`` names, also those
+    of DeiT's ``deit_base_patch16_224``, which wraps them as ``{'model': ...}``)."""
+    b = Builder(seed)
+    c = embed_dims
+    b.add('cls_token', b.randn(1, 1, c, std=0.02))
+    b.add('pos_embed', b.randn(1, grid * grid + 1, c, std=0.02))
+    b.add('patch_embed.proj.weight', b.randn(c, 3, patch, patch, std=1 / (patch * math.sqrt(3))))
+    b.add('patch_embed.proj.bias', b.randn(c, std=0.1))
+    for i in range(depth):
+        p = f'blocks.{i}.'
+        b.layer_norm(p + 'norm1.', c)
+        b.linear(p + 'attn.qkv.', c, 3 * c)
+        b.linear(p + 'attn.proj.', c, c)
+        b.layer_norm(p + 'norm2.', c)
+        b.linear(p + 'mlp.fc1.', c, 4 * c)
+        b.linear(p + 'mlp.fc2.', 4 * c, c)
+    b.layer_norm('norm.', c)
+    b.linear('head.', c, num_classes)
+    return b.state

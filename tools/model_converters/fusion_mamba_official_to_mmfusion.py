@@ -54,13 +54,12 @@ import os.path as osp
 import re
 from typing import Dict, Iterator, List, Optional, Sequence
 
-from mmengine.config import DictAction
 from torch import Tensor
 
-from mmfusion.utils.checkpoint_conversion import (PICKLED_MODEL_HINT, ConversionError,
-                                                  ConversionReport, Mapping,
-                                                  build_target_state, check_mapping,
-                                                  load_source, run_cli, save_checkpoint)
+from mmfusion.utils.checkpoint_conversion import (PICKLED_MODEL_HINT, ConversionReport,
+                                                  Mapping, add_common_arguments,
+                                                  build_target_state, finish_conversion,
+                                                  load_source, run_cli)
 from mmfusion.utils.yolov5_state_dict import map_yolov5_stream
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -129,12 +128,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         'counterpart (reported, not written). Use DST with a config that sets '
         'official_dssf=True. ' + PICKLED_MODEL_HINT.replace('%', '%%'),
         epilog='Exit status 2: SRC unreadable or not matching the config architecture.')
-    parser.add_argument('src', help='official state dict (bare, or under "model"/"state_dict")')
-    parser.add_argument('dst', help='output checkpoint (written atomically)')
-    parser.add_argument('--config', default=DEFAULT_CONFIG,
-                        help='mmfusion config whose backbone DST must fit (default: %(default)s)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='overrides of the config, key=value')
+    add_common_arguments(parser, DEFAULT_CONFIG,
+                         'official state dict (bare, or under "model"/"state_dict")')
     return parser.parse_args(argv)
 
 
@@ -142,22 +137,12 @@ def main(argv: Optional[Sequence[str]] = None) -> ConversionReport:
     args = parse_args(argv)
     report = ConversionReport()
     state = load_source(args.src, notes=report.notes)
-    mappings = convert(state)
-    if not mappings:
-        raise ConversionError(args.src, 'no tensor of the official Fusion-Mamba layout '
-                              '(model.N.*) found')
     target = build_target_state(args.config, part='backbone', cfg_options=args.cfg_options)
-    dst_state, report.missing = check_mapping(mappings, target, args.src)
-    used = {m.source for m in mappings}
-    report.unmapped = [(k, tuple(v.shape)) for k, v in state.items() if k not in used]
-    report.mapped = len(dst_state)
-    save_checkpoint(dst_state, args.dst, meta=dict(
-        source=osp.abspath(args.src), converter=osp.basename(__file__),
-        config=osp.abspath(args.config), note='official Fusion-Mamba streams and FMBs; '
-        'use a config with official_dssf=True'))
-    print(report.summary())
-    print(f'saved {args.dst}')
-    return report
+    return finish_conversion(
+        report, state, convert(state), target, args.src, args.dst,
+        meta=dict(converter=osp.basename(__file__), config=osp.abspath(args.config),
+                  note='official Fusion-Mamba streams and FMBs; use a config with '
+                  'official_dssf=True'))
 
 
 if __name__ == '__main__':

@@ -47,12 +47,11 @@ import os.path as osp
 import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from mmengine.config import DictAction
 from torch import Tensor
 
 from mmfusion.utils.checkpoint_conversion import (ConversionError, ConversionReport, Mapping,
-                                                  build_target_state, check_mapping,
-                                                  load_source, run_cli, save_checkpoint)
+                                                  add_common_arguments, build_target_state,
+                                                  finish_conversion, load_source, run_cli)
 from mmfusion.utils.mit_state_dict import mit_mappings
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -110,12 +109,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         'official-head configs (SegformerMLPHead); with mmseg\'s SegformerHead only the '
         'backbone and the ensemble weights are written.',
         epilog='Exit status 2: SRC unreadable or not matching the config architecture.')
-    parser.add_argument('src', help='official checkpoint, e.g. mit-b3.pth.tar')
-    parser.add_argument('dst', help='output checkpoint (written atomically)')
-    parser.add_argument('--config', default=DEFAULT_CONFIG,
-                        help='mmfusion config DST must fit (default: %(default)s)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='overrides of the config, key=value')
+    add_common_arguments(parser, DEFAULT_CONFIG, 'official checkpoint, e.g. mit-b3.pth.tar')
     return parser.parse_args(argv)
 
 
@@ -128,11 +122,6 @@ def main(argv: Optional[Sequence[str]] = None) -> ConversionReport:
                               'segmentation checkpoint')
     target = build_target_state(args.config, cfg_options=args.cfg_options)
     official_head = 'decode_head.linear_c.0.weight' in target
-    mappings = convert(state, map_decoder=official_head)
-    dst_state, report.missing = check_mapping(mappings, target, args.src)
-    used = {s for m in mappings for s in m.source.split(' + ')}
-    report.unmapped = [(k, tuple(v.shape)) for k, v in state.items() if k not in used]
-    report.mapped = len(dst_state)
     if not official_head:
         report.notes.append('the config\'s decode head is not SegformerMLPHead: the official '
                             'decoder is not written (use an official-head config)')
@@ -140,12 +129,9 @@ def main(argv: Optional[Sequence[str]] = None) -> ConversionReport:
         weights = state['alpha'].softmax(0).tolist()
         report.notes.append('ensemble weights softmax(alpha) = '
                             + ' / '.join(f'{w:.4f}' for w in weights))
-    save_checkpoint(dst_state, args.dst, meta=dict(
-        source=osp.abspath(args.src), converter=osp.basename(__file__),
-        config=osp.abspath(args.config)))
-    print(report.summary())
-    print(f'saved {args.dst}')
-    return report
+    return finish_conversion(
+        report, state, convert(state, map_decoder=official_head), target, args.src, args.dst,
+        meta=dict(converter=osp.basename(__file__), config=osp.abspath(args.config)))
 
 
 if __name__ == '__main__':

@@ -26,6 +26,9 @@ model = dict(
         type='mmseg.VisionTransformer',
         img_size=vit_img_size,
         patch_size=16,
+        # timm/DeiT ViT-B/16 have a bias in the patch-embedding convolution (mmseg's default
+        # patch_bias=False would drop it from the pretrained weights)
+        patch_bias=True,
         in_channels=3,
         embed_dims=768,
         num_layers=12,
@@ -42,6 +45,9 @@ model = dict(
         norm_cfg=dict(type='LN', eps=1e-6),
         act_cfg=dict(type='GELU'),
         interpolate_mode='bicubic',
+        # python tools/model_converters/vit_to_mmseg_vit.py \
+        #     vit_base_patch16_224.augreg_in21k_ft_in1k.bin pretrain/vit-b16_in21k-in1k_mmseg.pth
+        # (timm/DeiT weights through mmseg's vit2mmseg, position embedding resized to 32 x 40)
         init_cfg=dict(type='Pretrained', checkpoint='pretrain/vit-b16_in21k-in1k_mmseg.pth')),
     neck=dict(
         type='ChannelMapper',
