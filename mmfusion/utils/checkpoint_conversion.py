@@ -110,7 +110,8 @@ def strip_prefix(state: Dict[str, Tensor], prefix: str) -> Dict[str, Tensor]:
 
 
 def load_source(path: str, wrapper_keys: Sequence[str] = WRAPPER_KEYS,
-                notes: Optional[List[str]] = None) -> Dict[str, Tensor]:
+                notes: Optional[List[str]] = None,
+                allow_pickle: bool = False) -> Dict[str, Tensor]:
     """Read SRC as a flat ``{name: tensor}`` state dict, without running code from the file.
 
     Args:
@@ -119,6 +120,9 @@ def load_source(path: str, wrapper_keys: Sequence[str] = WRAPPER_KEYS,
             order (``{'state_dict': ...}`` of mmengine, ``{'model': ...}`` of DeiT/YOLO-style
             state dicts, ``{'segmenter': ...}`` of GeminiFusion).
         notes (list[str], optional): Receives a line per cast applied.
+        allow_pickle (bool): Read with ``weights_only=False`` (runs code named in the file:
+            only for files you trust, e.g. an mmengine training checkpoint, whose message hub
+            holds mmengine/numpy objects). Defaults to False.
 
     Returns:
         dict[str, Tensor]: fp32 tensors (fp16/bf16 ones cast), ``module.`` prefix removed.
@@ -130,13 +134,13 @@ def load_source(path: str, wrapper_keys: Sequence[str] = WRAPPER_KEYS,
     if not osp.isfile(path):
         raise ConversionError(path, 'no such file')
     try:
-        obj = torch.load(path, map_location='cpu', weights_only=True)
+        obj = torch.load(path, map_location='cpu', weights_only=not allow_pickle)
     except (pickle.UnpicklingError, RuntimeError, AttributeError, ModuleNotFoundError,
             EOFError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConversionError(
             path, f'not a weights-only torch checkpoint ({type(err).__name__}: {first[:120]}); '
-            f'{PICKLED_MODEL_HINT}') from None
+            f'{PICKLED_MODEL_HINT}; or, for a file you trust, --allow-pickle') from None
     seen = []
     while isinstance(obj, dict) and not all(isinstance(v, Tensor) for v in obj.values()):
         key = next((k for k in wrapper_keys if isinstance(obj.get(k), dict)), None)
@@ -203,7 +207,12 @@ def build_target_state(config: str, part: Optional[str] = None,
     ``init_cfg=dict(type='Pretrained', ...)`` of that part reads them)."""
     model = build_target(config, part, cfg_options)
     prefix = f'{part}.' if part and keep_prefix else ''
-    return OrderedDict((prefix + k, v) for k, v in model.state_dict().items())
+    state = model.state_dict()
+    out = OrderedDict((prefix + k, v) for k, v in state.items())
+    # module versions (e.g. mmdet3d's spconv-2 kernels, version 2: no layout change at load)
+    out._metadata = OrderedDict(((prefix + k) if k else prefix[:-1], v)
+                                for k, v in getattr(state, '_metadata', {}).items())
+    return out
 
 
 def check_mapping(mappings: Iterable[Mapping], target: Dict[str, Tensor], src_path: str,
@@ -240,6 +249,8 @@ def check_mapping(mappings: Iterable[Mapping], target: Dict[str, Tensor], src_pa
                 f'target {name} has {list(target[name].shape)}')
         out[name] = value.to(target[name].dtype) if value.is_floating_point() else value
     missing = sorted(k for k in target if k not in out and not ignore_missing(k))
+    if getattr(target, '_metadata', None):
+        out._metadata = target._metadata  # DST is in the target's own layout and versions
     return out, missing
 
 
@@ -253,6 +264,10 @@ def add_common_arguments(parser, default_config: str, src_help: str) -> None:
                         help='mmfusion config that DST must fit (default: %(default)s)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='overrides of the config, key=value (e.g. a smaller width)')
+    parser.add_argument('--allow-pickle', action='store_true',
+                        help='read SRC with torch.load(weights_only=False): runs code named in '
+                        'the file, so only for files you trust (e.g. an mmengine training '
+                        'checkpoint with its message hub); default: weights-only')
 
 
 def finish_conversion(report: ConversionReport, state: Dict[str, Tensor],
@@ -284,11 +299,13 @@ def save_checkpoint(state: Dict[str, Tensor], dst: str, meta: Optional[dict] = N
     """Write ``{'state_dict': state, 'meta': meta}`` to ``dst`` atomically.
 
     The tensors are made contiguous and cloned out of any shared storage, so DST holds only
-    what it names.
+    what it names; the state dict's ``_metadata`` (module versions, which mmdet3d's sparse
+    convolutions read to decide the kernel layout at load time) is kept.
     """
-    payload = {'state_dict': OrderedDict((k, v.detach().contiguous().clone())
-                                         for k, v in state.items()),
-               'meta': dict(meta or {})}
+    tensors = OrderedDict((k, v.detach().contiguous().clone()) for k, v in state.items())
+    if getattr(state, '_metadata', None):
+        tensors._metadata = state._metadata  # as nn.Module.state_dict() keeps it
+    payload = {'state_dict': tensors, 'meta': dict(meta or {})}
     with atomic_open(dst, 'wb') as f:
         torch.save(payload, f)
 

@@ -349,3 +349,31 @@ def timm_vit_state(embed_dims=64, depth=2, patch=16, grid=14, num_classes=1000, 
     b.layer_norm('norm.', c)
     b.linear('head.', c, num_classes)
     return b.state
+
+
+# ------------------------------------------------------------------------------------------------
+# GeminiFusion KITTI (branch 3d_object_detection_kitti, Gemini_PointFusion in point_fusion.py)
+# ------------------------------------------------------------------------------------------------
+
+
+def gemini_point_fusion_official(b, prefix, img_channels=256, pts_channels=64, mid=128, out=128,
+                                 levels=5):
+    """``Gemini_PointFusion`` parameters and buffers (lateral ConvModules without norm: conv
+    with bias; no ``fuse_conv``), in registration order."""
+    for i in range(levels):
+        b.add(f'{prefix}lateral_convs.{i}.conv.weight',
+              b.randn(mid, img_channels, 3, 3, std=1 / math.sqrt(9 * img_channels)))
+        b.add(f'{prefix}lateral_convs.{i}.conv.bias', b.randn(mid, std=0.1))
+    b.linear(prefix + 'img_transform.0.', mid * levels, out)
+    b.batch_norm(prefix + 'img_transform.1.', out)
+    b.linear(prefix + 'pts_transform.0.', pts_channels, out)
+    b.batch_norm(prefix + 'pts_transform.1.', out)
+    for direction in ('cross_attn_0_to_1', 'cross_attn_1_to_0'):
+        b.add(f'{prefix}{direction}.in_proj_weight', b.randn(3 * mid, mid, std=1 / math.sqrt(mid)))
+        b.add(f'{prefix}{direction}.in_proj_bias', b.randn(3 * mid, std=0.1))
+        b.linear(f'{prefix}{direction}.out_proj.', mid, mid)
+    b.linear(prefix + 'relation_judger.0.fc1.', 2 * mid, mid)
+    b.linear(prefix + 'relation_judger.0.fc2.', mid, mid)
+    b.add(prefix + 'k_noise.weight', b.randn(2, mid))
+    b.add(prefix + 'v_noise.weight', b.randn(2, mid))
+    b.add(prefix + 'alpha', 1 + b.randn(2, std=0.1))

@@ -136,7 +136,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[Sequence[str]] = None) -> ConversionReport:
     args = parse_args(argv)
     report = ConversionReport()
-    state = load_source(args.src, notes=report.notes)
+    state = load_source(args.src, notes=report.notes, allow_pickle=args.allow_pickle)
     target = build_target_state(args.config, part='backbone', cfg_options=args.cfg_options)
     return finish_conversion(
         report, state, convert(state), target, args.src, args.dst,

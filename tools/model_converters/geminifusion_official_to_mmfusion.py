@@ -116,7 +116,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[Sequence[str]] = None) -> ConversionReport:
     args = parse_args(argv)
     report = ConversionReport()
-    state = load_source(args.src, notes=report.notes)
+    state = load_source(args.src, notes=report.notes, allow_pickle=args.allow_pickle)
     if not any(k.startswith('encoder.') for k in state):
         raise ConversionError(args.src, 'no encoder.* tensors: not an official GeminiFusion '
                               'segmentation checkpoint')

@@ -48,7 +48,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[Sequence[str]] = None) -> ConversionReport:
     args = parse_args(argv)
     report = ConversionReport()
-    state = load_source(args.src, notes=report.notes)
+    state = load_source(args.src, notes=report.notes, allow_pickle=args.allow_pickle)
     if 'pos_embed' not in state or not any(k.startswith('blocks.') for k in state):
         raise ConversionError(args.src, 'no pos_embed / blocks.* tensors: not a timm-style ViT')
     vit = build_target(args.config, part='backbone', cfg_options=args.cfg_options)

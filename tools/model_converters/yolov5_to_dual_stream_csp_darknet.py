@@ -68,7 +68,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[Sequence[str]] = None) -> ConversionReport:
     args = parse_args(argv)
     report = ConversionReport()
-    state = load_source(args.src, notes=report.notes)
+    state = load_source(args.src, notes=report.notes, allow_pickle=args.allow_pickle)
     if is_yolov5_v6_layout(state):
         raise ConversionError(args.src, 'YOLOv5 v6.0+ layout (6x6 stem, C3 before SPPF) is not '
                               'CSPDarknet; use the v5.0 release weights (Focus, SPP)')
