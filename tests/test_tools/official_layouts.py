@@ -237,11 +237,13 @@ def geminifusion_official_state(embed_dims=(16, 32, 80, 128), depths=(1, 1, 1, 1
             b.linear(p + 'attn.kv.module.', c, 2 * c)
             b.linear(p + 'attn.proj.module.', c, c)
             if sr > 1:
-                b.add(p + 'attn.sr.module.weight', b.randn(c, c, sr, sr, std=1 / (sr * math.sqrt(c))))
+                b.add(p + 'attn.sr.module.weight',
+                      b.randn(c, c, sr, sr, std=1 / (sr * math.sqrt(c))))
                 b.add(p + 'attn.sr.module.bias', b.randn(c, std=0.1))
                 ln_parallel(p + 'attn.norm.', c)
             for direction in ('cross_attn_0_to_1', 'cross_attn_1_to_0'):
-                b.add(f'{p}attn.{direction}.in_proj_weight', b.randn(3 * c, c, std=1 / math.sqrt(c)))
+                b.add(f'{p}attn.{direction}.in_proj_weight',
+                      b.randn(3 * c, c, std=1 / math.sqrt(c)))
                 b.add(f'{p}attn.{direction}.in_proj_bias', b.randn(3 * c, std=0.1))
                 b.linear(f'{p}attn.{direction}.out_proj.', c, c)
             b.linear(p + 'attn.relation_judger.0.fc1.', 2 * c, c)

@@ -15,7 +15,7 @@ from mmengine.config import Config
 
 from mmfusion.utils.checkpoint_conversion import run_cli
 from tests.test_tools.official_layouts import (nvidia_mit_state, timm_vit_state,
-                                              torchvision_resnet50_state, yolov5l_state)
+                                               torchvision_resnet50_state, yolov5l_state)
 from tests.utils import PYTHON, REPO_ROOT, load_tool, run_tool
 
 CONFIGS = osp.join(REPO_ROOT, 'projects')
@@ -179,7 +179,8 @@ def test_timm_and_deit_vit_into_damf_backbone(tmp_path, wrapper):
     assert 'pos_embed resized from a 14x14 to a 4x5 grid (bicubic)' in report.summary()
     vit = _build_with_pretrained(DAMF_CONFIG, 'backbone', dst, 'mmdet', VIT_SMALL)
     loaded = vit.state_dict()
-    assert torch.equal(loaded['layers.1.attn.attn.in_proj_weight'], state['blocks.1.attn.qkv.weight'])
+    assert torch.equal(loaded['layers.1.attn.attn.in_proj_weight'],
+                       state['blocks.1.attn.qkv.weight'])
     assert torch.equal(loaded['layers.0.ffn.layers.0.0.weight'], state['blocks.0.mlp.fc1.weight'])
     assert torch.equal(loaded['ln1.weight'], state['norm.weight'])
     # the patch-embedding bias reaches the model (DAMF sets patch_bias=True)

@@ -167,9 +167,12 @@ def official_forward(sd, rgb, ir):
     p3 = fmb(10, stem(0, rgb), stem(5, ir))
     p4 = fmb(18, *(c3(sd, f'model.{i + 1}.', conv(sd, f'model.{i}.', x, stride=2))
                    for i, x in zip((14, 16), p3)))
-    p5 = fmb(28, *(c3(sd, f'model.{i + 2}.', spp(sd, f'model.{i + 1}.',
-                                                  conv(sd, f'model.{i}.', x, stride=2)),
-                      shortcut=False) for i, x in zip((22, 25), p4)))
+
+    def last_stage(i, x):
+        x = spp(sd, f'model.{i + 1}.', conv(sd, f'model.{i}.', x, stride=2))
+        return c3(sd, f'model.{i + 2}.', x, shortcut=False)
+
+    p5 = fmb(28, *(last_stage(i, x) for i, x in zip((22, 25), p4)))
     return [a + b for a, b in (p3, p4, p5)]  # Add
 
 

@@ -44,7 +44,7 @@ Usage::
 
     python tools/model_converters/fusion_mamba_official_to_mmfusion.py \\
         best_state_dict.pth checkpoints/fusion-mamba_llvip_official.pth \\
-        [--config projects/FusionMamba/configs/fusion-mamba-official-dssf_yolox-l_1xb8-200e_llvip.py]
+        [--config projects/FusionMamba/configs/<fusion-mamba-official-dssf config>]
 
 Exit status 2 with a one-line message naming the file if SRC cannot be read or does not match
 the config's architecture (first mismatching tensor, both shapes).
@@ -56,10 +56,9 @@ from typing import Dict, Iterator, List, Optional, Sequence
 
 from torch import Tensor
 
-from mmfusion.utils.checkpoint_conversion import (PICKLED_MODEL_HINT, ConversionReport,
-                                                  Mapping, add_common_arguments,
-                                                  build_target_state, finish_conversion,
-                                                  load_source, run_cli)
+from mmfusion.utils.checkpoint_conversion import (PICKLED_MODEL_HINT, ConversionReport, Mapping,
+                                                  add_common_arguments, build_target_state,
+                                                  finish_conversion, load_source, run_cli)
 from mmfusion.utils.yolov5_state_dict import map_yolov5_stream
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -111,8 +110,8 @@ def convert(state: Dict[str, Tensor], prefix: str = 'backbone.') -> List[Mapping
     """
     mappings = []
     for stream, indices in STREAM_INDICES.items():
-        mappings += [Mapping(*m) for m in map_yolov5_stream(state, indices,
-                                                             f'{prefix}{stream}.')]
+        stream_maps = map_yolov5_stream(state, indices, f'{prefix}{stream}.')
+        mappings += [Mapping(*m) for m in stream_maps]
     for level, (sscs, dssf) in FMB_INDICES.items():
         fusion = f'{prefix}fusions.{level}.'
         mappings += list(_map_by_rules(state, sscs, _SSCS_RULES, fusion))

@@ -10,18 +10,20 @@ a ``Gemini_PointFusion`` after each of its two VFE layers (``fusion_layer.0``: 6
 Target: ``projects/GeminiFusion/configs/mvxnet_gemini-fusion-2layer_fpn_dv_second_secfpn_8xb2-80e_
 kitti-3d-3class.py`` (``GeminiDynamicVFE`` with two ``GeminiPointFusion`` layers; the rest is the
 stock mmdet3d MVX-Net, whose names the official code shares). Mapping: every tensor keeps its
-name, except under ``pts_voxel_encoder.fusion_layer.<k>.`` -> ``pts_voxel_encoder.fusion_layers.<k>.``::
+name, except under ``pts_voxel_encoder.fusion_layer.<k>.`` ->
+``pts_voxel_encoder.fusion_layers.<k>.``::
 
-    lateral_convs, img_transform, pts_transform, alpha     same names
-    cross_attn_0_to_1 / cross_attn_1_to_0                  gemini_fusion.attn_a / attn_b
-    relation_judger.0.fc1 / fc2                            gemini_fusion.relation_discriminator.0 / 2
-    k_noise, v_noise                                       gemini_fusion.k_noise, v_noise
+    lateral_convs, img_transform, pts_transform, alpha   same names
+    cross_attn_0_to_1 / cross_attn_1_to_0                gemini_fusion.attn_a / attn_b
+    relation_judger.0.fc1 / fc2                          gemini_fusion.relation_discriminator.0/2
+    k_noise, v_noise                                     gemini_fusion.k_noise, v_noise
 
 Sparse-convolution kernels are written in the layout of the target model (spconv 2's
 (out, D, H, W, in) when spconv is installed); kernels saved by mmcv's sparse convolutions
-(D, H, W, in, out) are permuted. The released file is an mmengine training checkpoint: its message hub holds mmengine and numpy
-objects, so it cannot be read weights-only; pass ``--allow-pickle`` for this file you trust (or
-save ``torch.load(SRC, weights_only=False)['state_dict']`` once and convert that).
+(D, H, W, in, out) are permuted. The released file is an mmengine training checkpoint: its
+message hub holds mmengine and numpy objects, so it cannot be read weights-only; pass
+``--allow-pickle`` for this file you trust (or save
+``torch.load(SRC, weights_only=False)['state_dict']`` once and convert that).
 
 Usage::
 

@@ -28,14 +28,15 @@ Mapping (target: ``GeminiFusionEncoderDecoder``):
 - ``alpha`` -> ``ensemble_alpha``.
 
 With the official-head configs
-(``projects/GeminiFusion/configs/geminifusion_mit-b{3,5}-official-head_3xb2-40k_nyudv2-rgbd-480x640.py``)
+(``geminifusion_mit-b{3,5}-official-head_3xb2-40k_nyudv2-rgbd-480x640.py`` in
+``projects/GeminiFusion/configs/``)
 DST computes the official model's three outputs (RGB, depth, ensemble logits) on the same input.
 
 Usage::
 
     python tools/model_converters/geminifusion_official_to_mmfusion.py \\
         mit-b3.pth.tar checkpoints/geminifusion_mit-b3_nyudv2_official.pth \\
-        [--config projects/GeminiFusion/configs/geminifusion_mit-b3-official-head_3xb2-40k_nyudv2-rgbd-480x640.py]
+        [--config projects/GeminiFusion/configs/<official-head config>]
 
 The released checkpoints are weights-only files (``torch.load(..., weights_only=True)`` reads
 them). Exit status 2 with a one-line message naming the file if SRC cannot be read or does not

@@ -36,9 +36,9 @@ from typing import Dict, List, Optional, Sequence
 from torch import Tensor
 
 from mmfusion.utils.checkpoint_conversion import (PICKLED_MODEL_HINT, ConversionError,
-                                                  ConversionReport, Mapping,
-                                                  add_common_arguments, build_target_state,
-                                                  finish_conversion, load_source, run_cli)
+                                                  ConversionReport, Mapping, add_common_arguments,
+                                                  build_target_state, finish_conversion,
+                                                  load_source, run_cli)
 from mmfusion.utils.yolov5_state_dict import is_yolov5_v6_layout, map_yolov5_stream
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

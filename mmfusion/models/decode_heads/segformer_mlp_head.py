@@ -16,8 +16,8 @@ H_i, W_i its size, E the embedding width (``channels``, official 256), K classes
 How it differs from mmseg's ``SegformerHead``, and why this head exists: mmseg's head uses a
 ConvModule (1x1 conv + BN + ReLU) per level and concatenates c1..c4. No weight mapping can undo
 that ReLU, so an official checkpoint evaluates to the official logits only with this head
-(``tools/model_converters/geminifusion_official_to_mmfusion.py``; config
-``projects/GeminiFusion/configs/geminifusion_mit-b3-official-head_3xb2-40k_nyudv2-rgbd-480x640.py``).
+(``tools/model_converters/geminifusion_official_to_mmfusion.py``; configs
+``geminifusion_mit-b{3,5}-official-head_*`` in ``projects/GeminiFusion/configs/``).
 Parameter names: ``linear_c.<i-1>`` (official ``linear_c<i>.proj``), ``fusion_conv``
 (``linear_fuse``), ``conv_seg`` (``linear_pred``); the rest is mmseg's ``BaseDecodeHead``
 (losses, ``dropout``, ``predict_by_feat``).
