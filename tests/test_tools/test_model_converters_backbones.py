@@ -166,25 +166,28 @@ def test_nvidia_mit_into_gemini_mit_both_modality_norms(tmp_path, capsys):
 VIT_SMALL = dict(embed_dims=64, num_layers=2, num_heads=4, img_size=(64, 80))
 
 
-@pytest.mark.parametrize('wrapper', ['timm', 'deit'])
-def test_timm_and_deit_vit_into_damf_backbone(tmp_path, wrapper):
+@pytest.mark.parametrize('wrapper,patch_bias', [('timm', False), ('deit', True)])
+def test_timm_and_deit_vit_into_damf_backbone(tmp_path, wrapper, patch_bias):
     tool = load_tool('tools/model_converters/vit_to_mmseg_vit.py', 'vit_cv')
     state = timm_vit_state()
     src, dst = tmp_path / f'vit_{wrapper}.pth', tmp_path / 'vit_mmseg.pth'
     torch.save({'model': state} if wrapper == 'deit' else state, src)
+    small = dict(VIT_SMALL, patch_bias=patch_bias)
     report = tool.main([str(src), str(dst), '--config', DAMF_CONFIG] + _options(
-        **{f'model.backbone.{k}': v for k, v in VIT_SMALL.items()}))
-    assert {k for k, _ in report.unmapped} == {'head.weight', 'head.bias'}
+        **{f'model.backbone.{k}': v for k, v in small.items()}))
+    dropped = set() if patch_bias else {'patch_embed.proj.bias'}
+    assert {k for k, _ in report.unmapped} == {'head.weight', 'head.bias'} | dropped
     assert not report.missing
+    assert ('patch_bias=True to keep it' in report.summary()) != patch_bias
     assert 'pos_embed resized from a 14x14 to a 4x5 grid (bicubic)' in report.summary()
-    vit = _build_with_pretrained(DAMF_CONFIG, 'backbone', dst, 'mmdet', VIT_SMALL)
+    vit = _build_with_pretrained(DAMF_CONFIG, 'backbone', dst, 'mmdet', small)
     loaded = vit.state_dict()
     assert torch.equal(loaded['layers.1.attn.attn.in_proj_weight'],
                        state['blocks.1.attn.qkv.weight'])
     assert torch.equal(loaded['layers.0.ffn.layers.0.0.weight'], state['blocks.0.mlp.fc1.weight'])
     assert torch.equal(loaded['ln1.weight'], state['norm.weight'])
-    # the patch-embedding bias reaches the model (DAMF sets patch_bias=True)
-    assert torch.equal(loaded['patch_embed.projection.bias'], state['patch_embed.proj.bias'])
+    if patch_bias:
+        assert torch.equal(loaded['patch_embed.projection.bias'], state['patch_embed.proj.bias'])
     assert torch.equal(loaded['cls_token'], state['cls_token'])
     assert loaded['pos_embed'].shape == (1, 21, 64)
     assert torch.equal(loaded['pos_embed'][:, 0], state['pos_embed'][:, 0])  # CLS position kept

@@ -8,7 +8,9 @@ mapped by mmseg's own ``tools/model_converters/vit2mmseg.py`` (``convert_vit``, 
 copied). The position embedding is resized to the config's grid (``img_size / patch_size``) with
 mmseg's ``VisionTransformer.resize_pos_embed`` (the config's ``interpolate_mode``), which is what
 mmseg does at load time anyway, so that every written tensor has the target's shape. The
-classifier (``head.*``, DeiT's ``head_dist``/``dist_token``) is reported as unmapped.
+classifier (``head.*``) is reported as unmapped; so is the patch-embedding bias
+(``patch_embed.proj.bias``) when the config's ViT has none (mmseg's default ``patch_bias=False``,
+which the DAMF configs keep: set ``patch_bias=True`` to use it), with a note.
 
 DST holds the backbone's own keys, the file the DAMF configs name in
 ``model.backbone.init_cfg`` (``pretrain/vit-b16_in21k-in1k_mmseg.pth``). ``.npz`` (JAX) and
@@ -67,6 +69,12 @@ def main(argv: Optional[Sequence[str]] = None) -> ConversionReport:
                                                  vit.interpolate_mode)
                 report.notes.append(f'pos_embed resized from a {side}x{side} to a '
                                     f'{grid[0]}x{grid[1]} grid ({vit.interpolate_mode})')
+            if new_name == 'patch_embed.projection.bias' and new_name not in target:
+                report.notes.append(
+                    'the config\'s ViT has no patch-embedding bias (mmseg\'s default '
+                    'patch_bias=False): patch_embed.proj.bias is not written; set '
+                    'model.backbone.patch_bias=True to keep it')
+                continue
             mappings.append(Mapping(name, new_name, new_value))
     return finish_conversion(
         report, state, mappings, target, args.src, args.dst,

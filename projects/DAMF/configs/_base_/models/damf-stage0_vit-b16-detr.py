@@ -26,9 +26,6 @@ model = dict(
         type='mmseg.VisionTransformer',
         img_size=vit_img_size,
         patch_size=16,
-        # timm/DeiT ViT-B/16 have a bias in the patch-embedding convolution (mmseg's default
-        # patch_bias=False would drop it from the pretrained weights)
-        patch_bias=True,
         in_channels=3,
         embed_dims=768,
         num_layers=12,
