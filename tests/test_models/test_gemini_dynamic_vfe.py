@@ -100,3 +100,19 @@ def test_widths_and_errors():
         GeminiDynamicVFE(in_channels=4, feat_channels=[16, 16])
     with pytest.raises(ValueError, match='pts_channels'):
         GeminiDynamicVFE(in_channels=4, feat_channels=[16, 8], fusion_layer=FUSION)
+
+
+def test_two_layer_config_loss_and_predict_tiny_widths(kitti_infos_root, tmp_path):
+    """The two-layer config's model at the tiny test widths: loss, backward, predict on the
+    real KITTI sample."""
+    from mmengine.config import Config
+
+    from tests.test_models.test_gemini_point_fusion import CFG_DIR, _tiny_widths
+    from tests.test_models.test_mvxnet_cpu import loss_and_predict
+    path = _tiny_widths(
+        f'{CFG_DIR}/mvxnet_gemini-fusion-2layer_fpn_dv_second_secfpn_8xb2-80e_kitti-3d-3class.py',
+        tmp_path)
+    cfg = Config.fromfile(path)
+    cfg.model.pts_voxel_encoder.type = 'GeminiDynamicVFE'  # the tiny model's encoder, swapped
+    cfg.dump(path)
+    loss_and_predict(path, kitti_infos_root)
