@@ -1,7 +1,8 @@
 """Entry point for mmdet3d configs: ``custom_imports = dict(imports=['mmfusion.det3d'])``.
 
 Importing it registers mmfusion's LiDAR+camera modules into ``mmdet3d.registry``:
-``GeminiPointFusion`` (GeminiFusion's drop-in for MVX-Net's ``PointFusion``), SSLFusion's
+``GeminiPointFusion`` (GeminiFusion's drop-in for MVX-Net's ``PointFusion``) and
+``GeminiDynamicVFE`` (its two-layer fusion voxel encoder), SSLFusion's
 ``SpaceAlignment`` (SAM), ``LatentCrossModalFusion`` (LFM), ``SSLFusionLayer`` and
 ``ScaleAlignedFusion`` (SAF), the ``CameraViewDet3DVisualizer``, and the training hooks
 ``NormEvalHook`` and ``RandomStateHook`` (into mmengine's ``HOOKS``). It installs the CPU
@@ -18,6 +19,7 @@ from mmfusion.models.fusion import (gemini_point_fusion, latent_fusion,  # noqa:
                                     scale_aligned_fusion, space_alignment)
 from mmfusion.models.middle_encoders import sslfusion_sparse_unet  # noqa: F401
 from mmfusion.models.roi_heads import voxel_rcnn_roi_head, voxel_roi_pooling  # noqa: F401
+from mmfusion.models.voxel_encoders import gemini_dynamic_vfe  # noqa: F401
 from mmfusion.ops.cpu_fallbacks import install_cpu_fallbacks
 from mmfusion.utils.compat import restore_mmengine_checkpoint_loading, restore_numpy_long
 from mmfusion.visualization import camera_view_visualizer  # noqa: F401

@@ -7,7 +7,7 @@ Importing it registers mmfusion's RGB + depth segmentation modules (GeminiFusion
 - data: ``NYUDv2Dataset``; the transforms ``LoadDepthFromFile``, ``EncodeDepth``,
   ``RGBDResize``, ``RGBDRandomCrop``, ``RGBDRandomFlip``, ``PackRGBDSegInputs``;
 - model: ``RGBDSegDataPreProcessor``, ``GeminiFusionAttention``,
-  ``GeminiMixVisionTransformer``, ``GeminiFusionEncoderDecoder``;
+  ``GeminiMixVisionTransformer``, ``GeminiFusionEncoderDecoder``, ``SegformerMLPHead``;
 - evaluation: ``MultiOutputIoUMetric`` (mIoU/mAcc/aAcc of the rgb, depth and ensemble outputs);
 - training: the hooks ``NormEvalHook`` and ``RandomStateHook`` (into mmengine's ``HOOKS``, seen
   from every scope).
@@ -21,6 +21,7 @@ from mmfusion.engine.hooks import norm_eval_hook, random_state_hook  # noqa: F40
 from mmfusion.evaluation import multi_output_iou_metric  # noqa: F401
 from mmfusion.models.backbones import gemini_mit  # noqa: F401
 from mmfusion.models.data_preprocessors import rgbd_seg_data_preprocessor  # noqa: F401
+from mmfusion.models.decode_heads import segformer_mlp_head  # noqa: F401
 from mmfusion.models.fusion import gemini_fusion  # noqa: F401
 from mmfusion.models.segmentors import gemini_fusion_encoder_decoder  # noqa: F401
 from mmfusion.utils.compat import restore_mmengine_checkpoint_loading

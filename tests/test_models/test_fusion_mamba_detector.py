@@ -177,6 +177,9 @@ EXPECTED_FUSION = {
     'fusion-mamba-single-branch_yolox-l_1xb8-200e_llvip.py': dict(single_branch=True),
     'dual-stream-add_yolox-l_1xb8-200e_llvip.py': None,
     'fusion-mamba-small_yolox_1xb6-150e_llvip-sample.py': dict(num_dssf_blocks=2, d_state=4),
+    'fusion-mamba-official-dssf_yolox-l_1xb8-200e_llvip.py': dict(official_dssf=True),
+    'fusion-mamba-official-dssf_yolox-l_1xb8-200e_m3fd.py': dict(official_dssf=True),
+    'fusion-mamba-official-dssf_yolox-l_1xb8-200e_flir-aligned.py': dict(official_dssf=True),
 }
 NUM_CLASSES = {'m3fd': 6, 'flir-aligned': 3}
 
@@ -219,6 +222,7 @@ def build_and_check(config):
             assert len(fmb.dssf.blocks) == expected.get('num_dssf_blocks', 8)
             assert all(b.single_branch == expected.get('single_branch', False)
                        for b in fmb.dssf.blocks)
+            assert fmb.dssf.official_dssf == expected.get('official_dssf', False)
     else:
         assert model.backbone.fusions is None
     return cfg, model

@@ -49,6 +49,15 @@ Fixes of the official code's defects (each a deliberate difference):
 4. No hard import of mamba-ssm: the scans go through :func:`mmfusion.ops.selective_scan`
    (mamba-ssm's kernel for CUDA tensors when it imports, an exact PyTorch scan otherwise).
 
+``official_dssf=True`` switches fixes 1 and 2 off and computes exactly what the official
+``CrossLayer`` computes (every block fed the DSSF input, only the last block's output kept; the
+infrared mix gated from the already-mixed RGB result), so that an official checkpoint, trained
+with these defects, gives the outputs it gave when trained
+(``tools/model_converters/fusion_mamba_official_to_mmfusion.py``). The first N - 1 blocks then
+receive no gradient (use ``find_unused_parameters=True`` when training this way with DDP). The
+corrected behaviour stays the default: it is what the paper's equations describe, and with the
+official loop N - 1 of the N blocks (7 of 8, about 87% of the DSSF parameters) are dead weight.
+
 Other differences: LayerNorm epsilon 1e-5 (the official ``CrossLayer`` passes ``nn.LayerNorm``,
 overriding ``Cross_Block``'s 1e-6 default); inputs (B, C, H, W) by default
 (``channels_first=False`` for (B, H, W, C)).
@@ -82,6 +91,9 @@ class DualStateSpaceFusionBlock(BaseModule):
             True.
         drop_path (float): Stochastic depth rate on each stream's update. Defaults to 0.
         norm_eps (float): Epsilon of the input LayerNorms. Defaults to 1e-5 (official).
+        official_dssf (bool): Official infrared gating, from the already-mixed RGB result:
+            ``y'_IR = y'_R * z_IR + y_IR * z_IR`` (see the module docstring). Defaults to
+            False (the paper's equation).
         init_cfg (dict, optional): mmengine init config. Defaults to None.
         **ss2d_kwargs: Arguments of :class:`~mmfusion.models.layers.SS2D` (``d_state``,
             ``expand``, ``dt_rank``, ``dropout``, ...); ``channels_first`` is not accepted.
@@ -93,6 +105,7 @@ class DualStateSpaceFusionBlock(BaseModule):
                  share_ssm: bool = True,
                  drop_path: float = 0.,
                  norm_eps: float = 1e-5,
+                 official_dssf: bool = False,
                  init_cfg: Optional[dict] = None,
                  **ss2d_kwargs):
         super().__init__(init_cfg=init_cfg)
@@ -101,6 +114,7 @@ class DualStateSpaceFusionBlock(BaseModule):
                              'on DualStateSpaceFusion instead')
         self.single_branch = single_branch
         self.share_ssm = share_ssm
+        self.official_dssf = official_dssf
         self.norm_rgb = nn.LayerNorm(in_channels, eps=norm_eps)
         self.norm_ir = nn.LayerNorm(in_channels, eps=norm_eps)
         self.ss2d_rgb = SS2D(in_channels, **ss2d_kwargs)
@@ -150,7 +164,10 @@ class DualStateSpaceFusionBlock(BaseModule):
         y_ir = self._leave(self.ss2d_ir, ys_ir, x_ir.shape, x_ir.dtype)
 
         mixed_rgb = y_rgb * z_rgb + y_ir * z_rgb
-        mixed_ir = y_ir * z_ir if self.single_branch else y_ir * z_ir + y_rgb * z_ir
+        if self.single_branch:
+            mixed_ir = y_ir * z_ir
+        else:  # official: the RGB term is the already-mixed RGB result
+            mixed_ir = y_ir * z_ir + (mixed_rgb if self.official_dssf else y_rgb) * z_ir
         out_rgb = self.ss2d_rgb.dropout(self.ss2d_rgb.out_proj(mixed_rgb))
         out_ir = self.ss2d_ir.dropout(self.ss2d_ir.out_proj(mixed_ir))
         return x_rgb + self.drop_path(out_rgb), x_ir + self.drop_path(out_ir)
@@ -168,6 +185,10 @@ class DualStateSpaceFusion(BaseModule):
         drop_path (float | Sequence[float]): Stochastic depth rate(s), one per block or one for
             all. Defaults to 0.
         norm_eps (float): LayerNorm epsilon. Defaults to 1e-5.
+        official_dssf (bool): Reproduce the official ``CrossLayer`` exactly: blocks not
+            chained (each takes this module's input, the last block's output is returned) and
+            the official infrared gating. For official checkpoints; see the module docstring.
+            Defaults to False.
         channels_first (bool): Inputs/outputs (B, C, H, W) if True, else (B, H, W, C).
             Defaults to True.
         init_cfg (dict, optional): mmengine init config. Defaults to None.
@@ -184,6 +205,7 @@ class DualStateSpaceFusion(BaseModule):
                  share_ssm: bool = True,
                  drop_path: Union[float, Sequence[float]] = 0.,
                  norm_eps: float = 1e-5,
+                 official_dssf: bool = False,
                  channels_first: bool = True,
                  init_cfg: Optional[dict] = None,
                  **ss2d_kwargs):
@@ -197,10 +219,12 @@ class DualStateSpaceFusion(BaseModule):
                              f'{num_blocks} blocks')
         self.in_channels = in_channels
         self.channels_first = channels_first
+        self.official_dssf = official_dssf
         self.blocks = nn.ModuleList(
             DualStateSpaceFusionBlock(in_channels, single_branch=single_branch,
                                       share_ssm=share_ssm, drop_path=rate, norm_eps=norm_eps,
-                                      **ss2d_kwargs) for rate in rates)
+                                      official_dssf=official_dssf, **ss2d_kwargs)
+            for rate in rates)
 
     def forward(self, x_rgb: Tensor, x_ir: Tensor) -> Tuple[Tensor, Tensor]:
         """Args:
@@ -222,8 +246,11 @@ class DualStateSpaceFusion(BaseModule):
                              f'{tuple(x_rgb.shape)} and {tuple(x_ir.shape)}')
         if self.channels_first:
             x_rgb, x_ir = x_rgb.permute(0, 2, 3, 1), x_ir.permute(0, 2, 3, 1)
-        for block in self.blocks:
-            x_rgb, x_ir = block(x_rgb, x_ir)
+        if self.official_dssf:  # official loop: every block on the input, the last one kept
+            x_rgb, x_ir = self.blocks[-1](x_rgb, x_ir)
+        else:
+            for block in self.blocks:
+                x_rgb, x_ir = block(x_rgb, x_ir)
         if self.channels_first:
             x_rgb, x_ir = x_rgb.permute(0, 3, 1, 2), x_ir.permute(0, 3, 1, 2)
         return x_rgb, x_ir

@@ -60,6 +60,9 @@ class FusionMambaBlock(BaseModule):
         share_ssm (bool): DSSF scan parameters shared by both streams (official). Defaults to
             True.
         drop_path (float): Stochastic depth rate of every VSS / DSSF block. Defaults to 0.
+        official_dssf (bool): DSSF exactly as the official ``CrossLayer`` (blocks not chained,
+            official infrared gating), for official checkpoints; see
+            :mod:`~mmfusion.models.fusion.dssf`. Defaults to False.
         init_cfg (dict, optional): mmengine init config. Defaults to None.
         **ss2d_kwargs: Arguments of :class:`~mmfusion.models.layers.SS2D` for every scan
             (``d_state`` (default 16), ``expand`` (2), ``dt_rank``, ``dropout``, ...).
@@ -78,6 +81,7 @@ class FusionMambaBlock(BaseModule):
                  sscs_depth: int = 1,
                  share_ssm: bool = True,
                  drop_path: float = 0.,
+                 official_dssf: bool = False,
                  init_cfg: Optional[dict] = None,
                  **ss2d_kwargs):
         super().__init__(init_cfg=init_cfg)
@@ -87,8 +91,8 @@ class FusionMambaBlock(BaseModule):
             **ss2d_kwargs) if use_sscs else None
         self.dssf = DualStateSpaceFusion(
             in_channels, num_blocks=num_dssf_blocks, single_branch=single_branch,
-            share_ssm=share_ssm, drop_path=drop_path, channels_first=False,
-            **ss2d_kwargs) if use_dssf else None
+            share_ssm=share_ssm, drop_path=drop_path, official_dssf=official_dssf,
+            channels_first=False, **ss2d_kwargs) if use_dssf else None
 
     def forward(self, x_rgb: Tensor, x_ir: Tensor) -> Tuple[Tensor, Tensor]:
         """Args:

@@ -40,9 +40,10 @@ Deliberate differences from the official branch:
 - One fusion layer, after the last VFE layer, in mmdet3d's stock ``DynamicVFE``. The official
   branch also replaces the voxel encoder (``DynamicVFE_modified``) to insert a fusion layer after
   *every* VFE layer (the earlier ones with ``mid_channels = out_channels = pts_channels``), which
-  is where most of its +1.0 M parameters come from (five more 256 -> 64 lateral 3x3 convs). A
-  drop-in for ``fusion_layer`` cannot do that; users who want it need a voxel encoder that builds
-  one fusion layer per VFE layer.
+  is where most of its +1.0 M parameters come from (five more 256 -> 64 lateral 3x3 convs). As a
+  drop-in for stock ``DynamicVFE``'s ``fusion_layer`` this class fuses once; the official
+  two-layer encoder is :class:`~mmfusion.models.voxel_encoders.gemini_dynamic_vfe.GeminiDynamicVFE`,
+  which builds one of these per VFE layer.
 - The attention width is ``out_channels`` (the width both features have after the transforms).
   The official block builds its attention at ``mid_channels`` and applies it to ``out_channels``
   wide features, so it runs only when the two are equal (they are, 128, in its config).

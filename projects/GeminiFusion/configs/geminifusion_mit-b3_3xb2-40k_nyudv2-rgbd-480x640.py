@@ -17,6 +17,9 @@ data_preprocessor = dict(size=crop_size)
 # Nothing is downloaded at run time: fetch the file once from
 # https://download.openmmlab.com/mmsegmentation/v0.5/pretrain/segformer/mit_b3_20220624-13b1141c.pth
 # into checkpoints/ (or point this at your copy).
+# Or convert NVIDIA's mit_b3.pth (the file the official code loads) once:
+#   python tools/model_converters/mit_to_gemini_mit.py mit_b3.pth \
+#       checkpoints/mit_b3_gemini.pth --config <this file>
 checkpoint = 'checkpoints/mit_b3_20220624-13b1141c.pth'
 model = dict(
     data_preprocessor=data_preprocessor,

@@ -5,6 +5,9 @@ _base_ = './geminifusion_mit-b3_3xb2-40k_nyudv2-rgbd-480x640.py'
 # Nothing is downloaded at run time: fetch the file once from
 # https://download.openmmlab.com/mmsegmentation/v0.5/pretrain/segformer/mit_b5_20220624-658746d9.pth
 # into checkpoints/ (or point this at your copy).
+# Or convert NVIDIA's mit_b5.pth (the file the official code loads) once:
+#   python tools/model_converters/mit_to_gemini_mit.py mit_b5.pth \
+#       checkpoints/mit_b5_gemini.pth --config <this file>
 checkpoint = 'checkpoints/mit_b5_20220624-658746d9.pth'
 model = dict(
     backbone=dict(

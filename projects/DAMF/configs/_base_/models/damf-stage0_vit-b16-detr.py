@@ -42,6 +42,9 @@ model = dict(
         norm_cfg=dict(type='LN', eps=1e-6),
         act_cfg=dict(type='GELU'),
         interpolate_mode='bicubic',
+        # python tools/model_converters/vit_to_mmseg_vit.py \
+        #     vit_base_patch16_224.augreg_in21k_ft_in1k.bin pretrain/vit-b16_in21k-in1k_mmseg.pth
+        # (timm/DeiT weights through mmseg's vit2mmseg, position embedding resized to 32 x 40)
         init_cfg=dict(type='Pretrained', checkpoint='pretrain/vit-b16_in21k-in1k_mmseg.pth')),
     neck=dict(
         type='ChannelMapper',

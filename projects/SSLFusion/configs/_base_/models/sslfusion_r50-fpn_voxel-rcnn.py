@@ -5,6 +5,7 @@
 # rcnn). The ResNet-50 is ImageNet-initialised and frozen as in the official model: put the
 # torchvision weights at checkpoints/resnet50-19c8e357.pth
 # (https://download.pytorch.org/models/resnet50-19c8e357.pth); nothing is downloaded at run time.
+# The torchvision file loads as it is (mmdet's ResNet has torchvision's names; no converter).
 voxel_size = [0.05, 0.05, 0.1]
 pc_range = [0, -40, -3, 70.4, 40, 1]  # metres; the datasets base names it point_cloud_range
 img_strides = (8, 16, 32, 64, 128)  # FPN from C3 (start_level=1) with two extra levels
