@@ -32,7 +32,7 @@ image-side ones included; voxel centres at ``index + 0.5`` (:func:`mmfusion.ops.
 the depth-embedding input is (x, y, z) where the official code feeds (z, y, x); ``coord_scale``
 (default 1, as the official code) is a new option; one camera per sample.
 """
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
