@@ -4,8 +4,8 @@ Why this file exists
 --------------------
 mmcv 2.1.0's BEV/3D NMS kernels (``iou3d_nms3d_forward``, ``iou3d_nms3d_normal_forward``,
 ``iou3d_boxes_overlap_bev_forward`` behind ``mmcv.ops.iou3d``) exist for CUDA only. mmdet3d
-1.4.0's heads call ``nms_bev``/``nms_normal_bev`` from ``mmdet3d.models.layers.box3d_nms`` (``box3d_multiclass_nms``,
-CenterPoint, PartA2, PointRCNN, PV-RCNN, test-time augmentation). This module provides drop-in
+1.4.0's heads call ``nms_bev``/``nms_normal_bev`` from ``mmdet3d.models.layers.box3d_nms``
+(``box3d_multiclass_nms``, CenterPoint, PartA2, PointRCNN, PV-RCNN, test-time augmentation). This module provides drop-in
 replacements with the same signatures and results that run on any device: on CUDA they call mmcv's
 original kernels (captured when this module is imported; the captured ``nms_rotated``/``nms`` are
 not among the rebound names, so rebinding the mmdet3d/mmcv ``nms_bev`` names to these functions
