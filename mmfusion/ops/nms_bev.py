@@ -3,13 +3,14 @@
 Why this file exists
 --------------------
 mmcv 2.1.0's BEV/3D NMS kernels (``iou3d_nms3d_forward``, ``iou3d_nms3d_normal_forward``,
-``iou3d_boxes_overlap_bev_forward`` behind ``mmcv.ops.iou3d``) exist for CUDA only. mmdet3d
-1.4.0's heads call ``nms_bev``/``nms_normal_bev`` from ``mmdet3d.models.layers.box3d_nms``
-(``box3d_multiclass_nms``, CenterPoint, PartA2, PointRCNN, PV-RCNN, test-time augmentation). This module provides drop-in
-replacements with the same signatures and results that run on any device: on CUDA they call mmcv's
-original kernels (captured when this module is imported; the captured ``nms_rotated``/``nms`` are
-not among the rebound names, so rebinding the mmdet3d/mmcv ``nms_bev`` names to these functions
-does not recurse); on every other device a pure-PyTorch implementation runs.
+``iou3d_boxes_overlap_bev_forward`` behind ``mmcv.ops.iou3d``) exist for CUDA only. mmdet3d 1.4.0's
+heads call ``nms_bev``/``nms_normal_bev`` from ``mmdet3d.models.layers.box3d_nms``
+(``box3d_multiclass_nms``, CenterPoint, PartA2, PointRCNN, PV-RCNN, test-time augmentation). This
+module provides drop-in replacements with the same signatures and results that run on any device: on
+CUDA they call mmcv's original kernels (captured when this module is imported; the captured
+``nms_rotated``/``nms`` are not among the rebound names, so rebinding the mmdet3d/mmcv ``nms_bev``
+names to these functions does not recurse); on every other device a pure-PyTorch implementation
+runs.
 
 Note (checked against the sources): in mmcv 2.1.0 ``mmcv/ops/iou3d.py`` and in mmdet3d 1.4.0
 ``mmdet3d/models/layers/box3d_nms.py`` the 5-column ``nms_bev`` functions no longer use the iou3d
