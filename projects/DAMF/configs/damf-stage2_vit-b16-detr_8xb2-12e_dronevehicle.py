@@ -1,5 +1,5 @@
 # DAMF stage 2 on DroneVehicle (5 vehicle classes, infrared label set): the stage-0 detector
-# frozen, only the fusion module (13.0M parameters) trained, on RGB images with the seen
+# frozen, only the fusion module (14.2M parameters) trained, on RGB images with the seen
 # degradation + clean infrared, with loss = -log P_normal(fused CLS) + 0.5 * L_det. Parts: see
 # the LLVIP config; commands (stage 0 -> 1 -> 2): projects/DAMF/README.md.
 _base_ = [

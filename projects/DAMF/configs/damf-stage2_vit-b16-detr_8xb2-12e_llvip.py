@@ -1,5 +1,5 @@
 # DAMF stage 2 on LLVIP (person): the stage-0 detector frozen, only the fusion module
-# (DistributionAlignedFusion, 13.0M parameters) trained, on RGB images with the seen degradation
+# (DistributionAlignedFusion, 14.2M parameters) trained, on RGB images with the seen degradation
 # + clean infrared, with loss = -log P_normal(fused CLS) + 0.5 * L_det.
 # Model: ./_base_/models/damf-stage2_vit-b16-detr.py; schedule:
 # ./_base_/schedules/damf-stage2_adamw-12e.py; degradation protocol:
