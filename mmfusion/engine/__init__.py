@@ -1,4 +1,6 @@
 """Training-loop pieces mmengine lacks, host-neutral (registered into ``mmengine.registry``)."""
 from .hooks.norm_eval_hook import NormEvalHook
+from .hooks.optimizer_reset_hook import OptimizerResetHook
+from .optimizers.yolov5_optim_wrapper_constructor import YOLOv5OptimWrapperConstructor
 
-__all__ = ['NormEvalHook']
+__all__ = ['NormEvalHook', 'OptimizerResetHook', 'YOLOv5OptimWrapperConstructor']
