@@ -4,15 +4,18 @@ Importing it registers mmfusion's LiDAR+camera modules into ``mmdet3d.registry``
 ``GeminiPointFusion`` (GeminiFusion's drop-in for MVX-Net's ``PointFusion``), SSLFusion's
 ``SpaceAlignment`` (SAM), ``LatentCrossModalFusion`` (LFM), ``SSLFusionLayer`` and
 ``ScaleAlignedFusion`` (SAF), ``SSLFusionSparseUNet``, ``SSLFusion``, ``VoxelRCNNRoIHead``,
-``VoxelRCNNBBoxHead`` and ``VoxelRoIGridPooling``, the ``CameraViewDet3DVisualizer``, and the
-training hook ``NormEvalHook`` (into mmengine's ``HOOKS``). It installs the CPU fallbacks of
+``VoxelRCNNBBoxHead`` and ``VoxelRoIGridPooling``, the transforms ``MultiModalObjectSample`` and
+``MultiModalDataBaseSampler`` (GT sampling into points and image), the
+``CameraViewDet3DVisualizer``, and the training hook ``NormEvalHook`` (into mmengine's
+``HOOKS``). It installs the CPU fallbacks of
 :mod:`mmfusion.ops.cpu_fallbacks`, so that stock mmdet3d configs whose modules
 call CUDA-only kernels train, infer and evaluate on CPU, and applies the two compatibility fixes
 of :mod:`mmfusion.utils.compat` (checkpoint loading under torch>=2.6, ``np.long``).
 """
 # Registration: importing each module registers its classes (into mmdet3d's registries, or into
 # mmengine's root registries for the host-neutral hooks).
-from mmfusion.datasets.transforms import calib_perturbation  # noqa: F401
+from mmfusion.datasets.transforms import (calib_perturbation,  # noqa: F401
+                                          multimodal_object_sample)
 from mmfusion.engine.hooks import norm_eval_hook  # noqa: F401
 from mmfusion.models.detectors import sslfusion  # noqa: F401
 from mmfusion.models.fusion import (gemini_point_fusion, latent_fusion,  # noqa: F401

@@ -59,6 +59,8 @@ Output layout (``data_root = out_dir`` for stock mmdet3d KITTI configs, with the
         testing/...                                     same, only if the test split exists
         {extra_tag}_infos_{train,val,trainval}[,_test].pkl   mmdet3d v2 infos
         {extra_tag}_gt_database/<id>_<class>_<i>.bin    object points (for ObjectSample)
+        {extra_tag}_gt_database_img/<id>_<class>_<i>.png  object image crops (multimodal
+                                                        GT sampling, kitti_gt_database_images.py)
         {extra_tag}_dbinfos_train.pkl                   its index; paths relative to out_dir
 """
 import importlib
@@ -71,6 +73,7 @@ from tqdm import tqdm
 
 from ._io import (DatasetFormatError, check_output_outside, commit_staged, dump_pickle, log,
                   staging_dir)
+from .kitti_gt_database_images import add_gt_database_image_crops
 
 __all__ = ['create_kitti_infos']
 
@@ -414,6 +417,8 @@ def create_kitti_infos(root_path, out_dir, extra_tag='kitti', with_plane=False):
         names = _build(root, stage, v1_dir, splits, extra_tag, with_plane, tools)
         top += [names[k] for k in ('train', 'val', 'trainval', 'test') if k in names]
         top += [f'{extra_tag}_gt_database', names['dbinfos']]
+        top.append(add_gt_database_image_crops(stage, names['train'], names['dbinfos'],
+                                               extra_tag))
         commit_staged(stage, out_dir, top, osp.join(tmp, 'replaced'))
     outputs = {k: osp.join(out_dir, v) for k, v in names.items()}
     log(f'KITTI: wrote {", ".join(sorted(outputs))} to {out_dir}')

@@ -101,8 +101,8 @@ def test_dataset_unchanged_and_outputs(converted):
     assert paths['dbinfos'] == osp.join(out_dir, 'kitti_dbinfos_train.pkl')
     assert sorted(os.listdir(out_dir)) == sorted([
         'ImageSets', 'training', 'kitti_infos_train.pkl', 'kitti_infos_val.pkl',
-        'kitti_infos_trainval.pkl', 'kitti_gt_database', 'kitti_dbinfos_train.pkl',
-        'unrelated.txt'
+        'kitti_infos_trainval.pkl', 'kitti_gt_database', 'kitti_gt_database_img',
+        'kitti_dbinfos_train.pkl', 'unrelated.txt'
     ])  # no temp leftovers, no testing/
     assert open(osp.join(out_dir, 'unrelated.txt')).read() == 'keep me'
     # stale outputs of the same name were replaced as a whole
