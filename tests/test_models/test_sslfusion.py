@@ -34,6 +34,9 @@ def sslfusion_cfg(path, data_root):
         for t in ds.pipeline:  # the DENSE config reads 5-feature points; the sample has 4
             if t.type == 'LoadPointsFromFile':
                 t.load_dim = 4
+            if t.type == 'MultiModalObjectSample':  # the sample's GT database
+                t.db_sampler.update(data_root=data_root,
+                                    info_path=data_root + 'kitti_dbinfos_train.pkl')
     cfg.model.img_backbone.init_cfg = None
     return cfg, train
 
@@ -75,7 +78,7 @@ def fusion_layers(model):
 
 @pytest.mark.parametrize('path', CONFIGS, ids=osp.basename)
 def test_config_builds_with_its_switches(path, kitti_infos_root):
-    cfg, _ = sslfusion_cfg(path, kitti_infos_root)
+    cfg, train_cfg = sslfusion_cfg(path, kitti_infos_root)
     model = build(cfg)
     layers = fusion_layers(model)
     name = osp.basename(path)
@@ -101,6 +104,14 @@ def test_config_builds_with_its_switches(path, kitti_infos_root):
     num_classes = 1 if 'dense-3d-car' in name else 3
     assert model.rpn_head.num_classes == num_classes
     assert model.roi_head.bbox_head.grid_size == 6
+    # GT sampling into points and image as the official KITTI yaml (the DENSE yaml has none)
+    samplers = [t for t in train_cfg.pipeline if t.type == 'MultiModalObjectSample']
+    if 'kitti-3d-3class' in name and 'kitti-sample' not in name:
+        assert len(samplers) == 1
+        assert samplers[0].db_sampler.sample_groups == dict(Car=15, Pedestrian=10, Cyclist=10)
+        assert samplers[0].iou_2d_thr == 0.5
+    else:
+        assert not samplers
     if 'normeval-ft' in name:  # the overfit's second stage: BatchNorm frozen throughout
         assert cfg.custom_hooks == [dict(type='NormEvalHook', begin_iter=0)]
         assert cfg.load_from.endswith('sslfusion_kitti_sample_overfit/epoch_15.pth')
