@@ -13,6 +13,7 @@ SCRIPT = textwrap.dedent("""
               ('mmfusion.det3d', 'mmdet3d.registry', 'MODELS', 'ScaleAlignedFusion'),
               ('mmfusion.det3d', 'mmdet3d.registry', 'HOOKS', 'NormEvalHook'),
               ('mmfusion.det3d', 'mmdet3d.registry', 'MODELS', 'VoxelRCNNBBoxHead'),
+              ('mmfusion.det3d', 'mmdet3d.registry', 'TRANSFORMS', 'MultiModalObjectSample'),
               ('mmfusion.det', 'mmdet.registry', 'TRANSFORMS', 'PairedRandomAffine'),
               ('mmfusion.det', 'mmdet.registry', 'OPTIM_WRAPPER_CONSTRUCTORS',
                'YOLOv5OptimWrapperConstructor'),

@@ -106,8 +106,9 @@ def test_config_builds_with_its_switches(path, kitti_infos_root):
     assert model.roi_head.bbox_head.grid_size == 6
     # GT sampling into points and image as the official KITTI yaml (the DENSE yaml has none)
     samplers = [t for t in train_cfg.pipeline if t.type == 'MultiModalObjectSample']
-    if 'kitti-3d-3class' in name and 'kitti-sample' not in name:
+    if 'kitti-3d-3class' in name or 'gt-sampling' in name:
         assert len(samplers) == 1
+        assert [t.type for t in train_cfg.pipeline].index('MultiModalObjectSample') == 3
         assert samplers[0].db_sampler.sample_groups == dict(Car=15, Pedestrian=10, Cyclist=10)
         assert samplers[0].iou_2d_thr == 0.5
     else:
@@ -276,3 +277,20 @@ def test_lateral_convs_shared_by_encoder_and_decoder(kitti_infos_root):
     # one level read at two widths cannot share a conv
     with pytest.raises(ValueError, match='shared lateral conv'):
         MODELS.build(dict(encoder_cfg, decoder_img_levels=(1, 1, 0)))
+
+
+def test_gt_sampling_sample_config_loss_and_predict(kitti_infos_root):
+    """The sample config with multimodal GT sampling: a training batch carries pasted objects
+    and the model runs loss, backward and predict on it."""
+    import numpy as np
+    from mmdet3d.registry import DATASETS
+    cfg, train_cfg = sslfusion_cfg(
+        osp.join(CONFIG_DIR, 'sslfusion_r18-fpn_voxel-rcnn_1xb2-gt-sampling-overfit_'
+                 'kitti-sample-3d-3class.py'), kitti_infos_root)
+    _, plain_cfg = sslfusion_cfg(SAMPLE_CFG, kitti_infos_root)
+    counts = []
+    for dataset_cfg in (plain_cfg, train_cfg):
+        np.random.seed(0)  # val frame 000004, objects pasted from the train frames
+        counts.append(len(DATASETS.build(dataset_cfg)[4]['data_samples'].gt_instances_3d))
+    assert counts[0] < counts[1] <= counts[0] + 35
+    loss_and_predict(cfg, train_cfg)
