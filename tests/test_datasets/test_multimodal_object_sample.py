@@ -36,7 +36,6 @@ def _sampler_cfg(root, **kwargs):
 
 
 def _frames(root):
-    import mmfusion.det3d  # noqa: F401
     from mmdet3d.registry import DATASETS
     dataset = DATASETS.build(dict(
         type='KittiDataset', data_root=root, ann_file='kitti_infos_val.pkl',

@@ -201,6 +201,7 @@ def test_rpn_forced_best_anchor_match():
     negative."""
     from mmdet3d.registry import TASK_UTILS
     from mmengine.structures import InstanceData
+
     import mmfusion.det3d  # noqa: F401
     cfg = Config.fromfile(KITTI_CFG)
     car = cfg.model.train_cfg.rpn.assigner[2]
@@ -220,6 +221,7 @@ def test_rpn_forced_best_anchor_match():
 
 def test_roi_head_prediction_layers_initialised_as_openpcdet():
     from mmdet3d.registry import MODELS
+
     import mmfusion.det3d  # noqa: F401
     cfg = Config.fromfile(KITTI_CFG)
     torch.manual_seed(0)
@@ -244,12 +246,13 @@ def test_roi_head_prediction_layers_initialised_as_openpcdet():
 def test_fpn_upsamples_bilinearly():
     """The official fpn.py overrides the upsampling mode to bilinear."""
     from mmdet3d.registry import MODELS
+
     import mmfusion.det3d  # noqa: F401
     cfg = Config.fromfile(KITTI_CFG)
     neck = MODELS.build(cfg.model.img_neck).eval()
     torch.manual_seed(0)
-    feats = [torch.randn(1, c, 64 // 2**i, 64 // 2**i) for i, c in enumerate((256, 512, 1024,
-                                                                                2048))]
+    channels = (256, 512, 1024, 2048)
+    feats = [torch.randn(1, c, 64 // 2**i, 64 // 2**i) for i, c in enumerate(channels)]
     with torch.no_grad():
         out = neck(feats)
         lateral = [conv(feats[i + 1]) for i, conv in enumerate(neck.lateral_convs)]

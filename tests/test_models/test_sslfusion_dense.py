@@ -20,7 +20,7 @@ from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from PIL import Image
 
-from tests.test_converters.test_dense import P, TF_TREE
+from tests.test_converters.test_dense import TF_TREE, P
 from tests.utils import REPO_ROOT
 
 pytestmark = pytest.mark.default_scope('mmdet3d')
@@ -57,8 +57,8 @@ def _label_lines(cars, calib):
     """KITTI label lines (camera frame) of LiDAR-frame cars, plus DENSE's extra fields."""
     from mmdet3d.structures import Box3DMode, LiDARInstance3DBoxes
     lidar = LiDARInstance3DBoxes(torch.tensor(cars, dtype=torch.float32))
-    cam = lidar.convert_to(Box3DMode.CAM, rt_mat=torch.tensor(calib['lidar2cam'],
-                                                            dtype=torch.float32))
+    lidar2cam = torch.tensor(calib['lidar2cam'], dtype=torch.float32)
+    cam = lidar.convert_to(Box3DMode.CAM, rt_mat=lidar2cam)
     corners = np.concatenate([lidar.corners.reshape(-1, 3).numpy(), np.ones((8 * len(cars), 1))],
                              axis=1) @ np.asarray(calib['lidar2img']).T
     uv = (corners[:, :2] / corners[:, 2:3]).reshape(len(cars), 8, 2)
@@ -111,8 +111,9 @@ def _dense_cfg(data_root):
 
 
 def test_dense_config_reads_the_converted_official_splits(dense_root):
-    import mmfusion.det3d  # noqa: F401
     from mmdet3d.registry import DATASETS
+
+    import mmfusion.det3d  # noqa: F401
     cfg = _dense_cfg(dense_root)
     assert cfg.train_dataloader.dataset.ann_file == 'dense_infos_train_all_FOV3000_60.pkl'
     assert cfg.test_dataloader.dataset.ann_file == 'dense_infos_test_clear_FOV3000_25.pkl'
@@ -144,8 +145,9 @@ def test_dense_config_reads_the_converted_official_splits(dense_root):
 @pytest.mark.slow
 def test_dense_config_loss_and_predict(dense_root):
     """The full DENSE model (ResNet-50 at 1920x1024, 0.05 m voxels) on the converted frames."""
-    import mmfusion.det3d  # noqa: F401
     from mmdet3d.registry import DATASETS, MODELS
+
+    import mmfusion.det3d  # noqa: F401
     cfg = _dense_cfg(dense_root)
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)

@@ -40,7 +40,7 @@ the crops are cut at database-build time from the annotation box (official: at s
 around the same box's centre, with the size of the re-projected box, which step 1 makes the
 same box up to rounding).
 """
-from typing import List, Optional
+from typing import List
 
 import mmcv
 import numpy as np

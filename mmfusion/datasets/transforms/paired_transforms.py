@@ -33,7 +33,7 @@ Paired mosaic: :mod:`mmfusion.datasets.transforms.paired_mosaic`. Not provided: 
 
 Shape shorthand: H, W are image height and width in pixels, C the channel count.
 """
-from typing import List, Optional, Tuple, Union
+from typing import List, Optional, Union
 
 import cv2
 import mmcv
