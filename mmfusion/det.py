@@ -6,14 +6,15 @@ torch>=2.6):
 
 - data: the dataset ``PairedCocoDataset``; the transforms ``LoadPairedImageFromFile``,
   ``PairedResize``, ``PairedRandomFlip``, ``PairedRandomCrop``, ``PairedPad``,
-  ``PairedMosaic``, ``InfraredTransform``, ``PackPairedDetInputs``; the degradations
-  ``RGBDegradation`` and ``RandomRGBDegradation`` (reusable by every RGB-IR method);
+  ``PairedRandomAffine``, ``PairedMosaic``, ``InfraredTransform``, ``PackPairedDetInputs``; the
+  degradations ``RGBDegradation`` and ``RandomRGBDegradation`` (reusable by every RGB-IR method);
 - model side, shared: ``PairedDetDataPreprocessor``, ``PairedSingleStageDetector``;
 - Fusion-Mamba: ``SS2D``, ``VSSBlock``, ``StateSpaceChannelSwapping`` (SSCS),
   ``DualStateSpaceFusion`` (DSSF), ``FusionMambaBlock`` (FMB), ``DualStreamCSPDarknet``;
 - DAMF: ``DAMFDetector``, ``DistributionAlignedFusion``, ``GMMNegLogLikelihoodLoss``;
-- training: the hooks ``NormEvalHook`` and ``RandomStateHook`` (into mmengine's ``HOOKS``, seen
-  from every scope).
+- training: the hooks ``NormEvalHook`` and ``RandomStateHook`` and the optimizer wrapper
+  constructor ``YOLOv5OptimWrapperConstructor`` (into mmengine's root registries, seen from every
+  scope).
 
 Paired pipeline, as the Fusion-Mamba/DAMF configs use it::
 
@@ -31,6 +32,7 @@ from mmfusion.datasets import paired_coco  # noqa: F401
 from mmfusion.datasets.transforms import (degradations, pack_paired_inputs,  # noqa: F401
                                           paired_loading, paired_mosaic, paired_transforms)
 from mmfusion.engine.hooks import norm_eval_hook, random_state_hook  # noqa: F401
+from mmfusion.engine.optimizers import yolov5_optim_wrapper_constructor  # noqa: F401
 from mmfusion.models.backbones import dual_stream_csp_darknet  # noqa: F401
 from mmfusion.models.data_preprocessors import paired_data_preprocessor  # noqa: F401
 from mmfusion.models.detectors import damf, paired_single_stage  # noqa: F401

@@ -9,15 +9,16 @@ Importing it registers mmfusion's RGB + depth segmentation modules (GeminiFusion
 - model: ``RGBDSegDataPreProcessor``, ``GeminiFusionAttention``,
   ``GeminiMixVisionTransformer``, ``GeminiFusionEncoderDecoder``, ``SegformerMLPHead``;
 - evaluation: ``MultiOutputIoUMetric`` (mIoU/mAcc/aAcc of the rgb, depth and ensemble outputs);
-- training: the hooks ``NormEvalHook`` and ``RandomStateHook`` (into mmengine's ``HOOKS``, seen
-  from every scope).
+- training: the hooks ``NormEvalHook``, ``RandomStateHook`` and ``OptimizerResetHook`` (into
+  mmengine's ``HOOKS``, seen from every scope).
 """
 # Registration: importing each module registers its classes (into mmseg's registries, or into
 # mmengine's root registries for the host-neutral hooks).
 from mmfusion.datasets import nyudv2  # noqa: F401
 from mmfusion.datasets.transforms import (depth_loading, pack_rgbd_inputs,  # noqa: F401
                                           rgbd_transforms)
-from mmfusion.engine.hooks import norm_eval_hook, random_state_hook  # noqa: F401
+from mmfusion.engine.hooks import (norm_eval_hook, optimizer_reset_hook,  # noqa: F401
+                                   random_state_hook)
 from mmfusion.evaluation import multi_output_iou_metric  # noqa: F401
 from mmfusion.models.backbones import gemini_mit  # noqa: F401
 from mmfusion.models.data_preprocessors import rgbd_seg_data_preprocessor  # noqa: F401

@@ -59,6 +59,8 @@ Output layout (``data_root = out_dir`` for stock mmdet3d KITTI configs, with the
         testing/...                                     same, only if the test split exists
         {extra_tag}_infos_{train,val,trainval}[,_test].pkl   mmdet3d v2 infos
         {extra_tag}_gt_database/<id>_<class>_<i>.bin    object points (for ObjectSample)
+        {extra_tag}_gt_database_img/<id>_<class>_<i>.png  object image crops (multimodal
+                                                        GT sampling, kitti_gt_database_images.py)
         {extra_tag}_dbinfos_train.pkl                   its index; paths relative to out_dir
         conversion_report.json                          objects per split and class, DontCare
                                                         regions, LiDAR points per train box
@@ -75,6 +77,7 @@ from tqdm import tqdm
 from ._io import (REPORT_NAME, ConversionReport, DatasetFormatError, check_output_outside,
                   check_splits_disjoint, commit_staged, dump_json, dump_pickle, image_size, log,
                   open_text, staging_dir)
+from .kitti_gt_database_images import add_gt_database_image_crops
 
 __all__ = ['create_kitti_infos']
 
@@ -525,6 +528,8 @@ def create_kitti_infos(root_path, out_dir, extra_tag='kitti', with_plane=False):
         names = _build(root, stage, v1_dir, splits, extra_tag, with_plane, tools)
         top += [names[k] for k in ('train', 'val', 'trainval', 'test') if k in names]
         top += [f'{extra_tag}_gt_database', names['dbinfos']]
+        top.append(add_gt_database_image_crops(stage, names['train'], names['dbinfos'],
+                                               extra_tag))
         report = _kitti_report(stage, names)
         dump_json(report.to_dict(), osp.join(stage, REPORT_NAME))
         top.append(REPORT_NAME)

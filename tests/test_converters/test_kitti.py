@@ -102,8 +102,8 @@ def test_dataset_unchanged_and_outputs(converted):
     assert paths['dbinfos'] == osp.join(out_dir, 'kitti_dbinfos_train.pkl')
     assert sorted(os.listdir(out_dir)) == sorted([
         'ImageSets', 'training', 'kitti_infos_train.pkl', 'kitti_infos_val.pkl',
-        'kitti_infos_trainval.pkl', 'kitti_gt_database', 'kitti_dbinfos_train.pkl',
-        'unrelated.txt', 'conversion_report.json'
+        'kitti_infos_trainval.pkl', 'kitti_gt_database', 'kitti_gt_database_img',
+        'kitti_dbinfos_train.pkl', 'unrelated.txt', 'conversion_report.json'
     ])  # no temp leftovers, no testing/
     assert open(osp.join(out_dir, 'unrelated.txt')).read() == 'keep me'
     # stale outputs of the same name were replaced as a whole

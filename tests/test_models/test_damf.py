@@ -131,11 +131,25 @@ def _stage2_cfg(llvip_infos, stage0, **model):
 def test_fusion_parameter_count_vit_b():
     fusion = DistributionAlignedFusion(embed_dims=768, num_heads=8)
     count = sum(p.numel() for p in fusion.parameters())
-    assert count == DistributionAlignedFusion.num_parameters_formula(768) == 12_994_176
-    assert abs(count - 13e6) / 13e6 < 0.01  # the paper's "about 13M"
+    assert count == DistributionAlignedFusion.num_parameters_formula(768) == 14_174_208
+    groups = {}
+    for name, p in fusion.named_parameters():
+        part = 'attn' if name.startswith('attn_') else name.split('.')[0]
+        groups[part] = groups.get(part, 0) + p.numel()
+    # the paper's breakdown: attention 4.7M, gating 2.4M, MLP 7.1M (sums to 14.2M)
+    assert groups['attn'] == 4_724_736 and groups['gate'] == 2_361_600
+    assert groups['fusion_mlp'] - 3_072 == 7_081_728
+    assert round(groups['attn'] / 1e6, 1) == 4.7 and round(groups['gate'] / 1e6, 1) == 2.4
+    assert round((groups['fusion_mlp'] - 3_072) / 1e6, 1) == 7.1
     sizes = {n: tuple(p.shape) for n, p in fusion.named_parameters()}
     assert sizes['attn_rgb_from_ir.in_proj_weight'] == (3 * 768, 768)
-    assert sizes['gate.0.weight'] == (384, 1536) and sizes['gate.2.weight'] == (1536, 384)
+    assert sizes['gate.0.weight'] == (768, 1536) and sizes['gate.2.weight'] == (1536, 768)
+    # the narrower gate (the text's "about 13M") stays available
+    narrow = DistributionAlignedFusion(768, num_heads=8, gate_reduction=4)
+    narrow_count = sum(p.numel() for p in narrow.parameters())
+    assert narrow_count == DistributionAlignedFusion.num_parameters_formula(768, 4) == 12_994_176
+    assert narrow_count == count - 2_361_600 + 1_181_568
+    assert tuple(narrow.gate[0].weight.shape) == (384, 1536)
     assert sizes['fusion_mlp.1.weight'] == (3072, 1536)
     assert sizes['fusion_mlp.3.weight'] == (768, 3072)
     assert fusion.attn_rgb_from_ir.num_heads == 8
@@ -144,7 +158,7 @@ def test_fusion_parameter_count_vit_b():
     assert not hasattr(concat, 'attn_rgb_from_ir') and not hasattr(concat, 'gate')
     assert sum(p.numel() for p in concat.parameters()) == 7_081_728 + 3_072
     cross = DistributionAlignedFusion(768, gating=False)
-    assert sum(p.numel() for p in cross.parameters()) == count - 1_181_568
+    assert sum(p.numel() for p in cross.parameters()) == count - 2_361_600
 
 
 def test_fusion_semantics():
@@ -401,7 +415,8 @@ def test_config_builds(path, stage0):
 
 
 def test_vit_b_stage2_config_parameters():
-    """The real LLVIP stage-2 model: ViT-B/16 + DETR frozen, only the 13.0M fusion trains."""
+    """The real LLVIP stage-2 models: ViT-B/16 + DETR frozen, only the fusion trains (14.2M by
+    default, 13.0M with the narrower gate of the gate-r4 config)."""
     from mmdet.registry import MODELS
     cfg = Config.fromfile(osp.join(CFG_DIR, 'damf-stage2_vit-b16-detr_8xb2-12e_llvip.py'))
     cfg.model.align_loss.gmm_file = None
@@ -409,9 +424,15 @@ def test_vit_b_stage2_config_parameters():
     assert model.backbone.patch_embed.projection.kernel_size == (16, 16)
     assert len(model.backbone.layers) == 12 and model.backbone.cls_token.shape[-1] == 768
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    assert trainable == 12_994_176
+    assert trainable == 14_174_208
     total = sum(p.numel() for p in model.parameters())
-    assert total == 117_343_622  # ViT-B 86.6M, neck 0.2M, DETR 17.5M, fusion 13.0M
+    assert total == 118_523_654  # ViT-B 86.6M, neck 0.2M, DETR 17.5M, fusion 14.2M
+    narrow = Config.fromfile(
+        osp.join(CFG_DIR, 'damf-stage2-gate-r4_vit-b16-detr_8xb2-12e_llvip.py')).model
+    narrow.align_loss.gmm_file = None
+    assert narrow.fusion.gate_reduction == 4
+    fusion = MODELS.build(narrow.fusion)
+    assert sum(p.numel() for p in fusion.parameters()) == 12_994_176
 
 
 # ----------------------------------------------------------------------------- NLL tool

@@ -68,10 +68,8 @@ def shrink(cfg: Config) -> Config:
                 t['scale'] = (TEST_SIZE, TEST_SIZE)
             elif t['type'] == 'PairedMosaic':
                 t['img_scale'] = (TEST_SIZE, TEST_SIZE)
-            elif t['type'] == 'RandomResize':
-                t['scale'] = (2 * TEST_SIZE, 2 * TEST_SIZE)
-            elif t['type'] == 'PairedRandomCrop':
-                t['crop_size'] = (TEST_SIZE, TEST_SIZE)
+            elif t['type'] == 'PairedRandomAffine':
+                t['border'] = (-TEST_SIZE // 2, -TEST_SIZE // 2)
     return cfg
 
 
@@ -170,6 +168,7 @@ EXPECTED_FUSION = {
     'fusion-mamba_yolox-l_1xb8-200e_llvip.py': dict(num_dssf_blocks=8),
     'fusion-mamba_yolox-l_1xb8-200e_m3fd.py': dict(num_dssf_blocks=8),
     'fusion-mamba_yolox-l_1xb8-200e_flir-aligned.py': dict(num_dssf_blocks=8),
+    'fusion-mamba-train-all_yolox-l_1xb8-200e_llvip.py': dict(num_dssf_blocks=8),
     'fusion-mamba-no-sscs_yolox-l_1xb8-200e_llvip.py': dict(use_sscs=False),
     'fusion-mamba-no-dssf_yolox-l_1xb8-200e_llvip.py': dict(use_dssf=False),
     'fusion-mamba-dssf4_yolox-l_1xb8-200e_llvip.py': dict(num_dssf_blocks=4),
@@ -271,12 +270,19 @@ def test_config_loss_and_predict_on_llvip(config, llvip_test_json):
 
 
 def test_mosaic_training_pipeline_of_config(llvip_test_json):
-    """The LLVIP config's MultiImageMixDataset + PairedMosaic recipe feeds a training step."""
+    """The LLVIP config's MultiImageMixDataset + PairedMosaic + PairedRandomAffine recipe (the
+    official mosaic and random perspective) feeds a training step."""
     cfg = shrink(Config.fromfile(CONFIGS[[osp.basename(c) for c in CONFIGS].index(
         'fusion-mamba_yolox-l_1xb8-200e_llvip.py')]))
     wrapper = copy.deepcopy(cfg.train_dataloader.dataset)
     assert wrapper.type == 'MultiImageMixDataset'
-    assert [t['type'] for t in wrapper.pipeline][0] == 'PairedMosaic'
+    assert [t['type'] for t in wrapper.pipeline][:2] == ['PairedMosaic', 'PairedRandomAffine']
+    affine = wrapper.pipeline[1]
+    assert affine['about_center'] and affine['max_rotate_degree'] == 0.3
+    assert affine['max_shear_degree'] == 0.1 and affine['scaling_ratio_range'] == (0.5, 1.5)
+    assert not any('MixUp' in t['type'] for t in wrapper.pipeline)  # not in the RGB-IR loader
+    switch = [h for h in cfg.custom_hooks if h['type'] == 'YOLOXModeSwitchHook'][0]
+    assert set(switch['skip_type_keys']) == {'PairedMosaic', 'PairedRandomAffine'}
     wrapper.dataset = point_at_sample(wrapper.dataset, llvip_test_json)
     dataset = DATASETS.build(wrapper)
     np.random.seed(0)
@@ -289,3 +295,94 @@ def test_mosaic_training_pipeline_of_config(llvip_test_json):
     data = model.data_preprocessor(pseudo_collate(samples), training=True)
     losses = model(**data, mode='loss')
     assert torch.isfinite(sum(losses.values()))
+
+
+# ---------------------------------------------------------------------------- optimizer groups
+
+SCAN_PARAMS = ('x_proj_weight', 'dt_projs_weight', 'dt_projs_bias', 'A_logs', 'Ds')
+
+
+def _config(name):
+    return shrink(Config.fromfile(osp.join(CONFIG_DIR, name)))
+
+
+def _groups(cfg):
+    """(model, {parameter name: its optimizer group}) for the config's optim_wrapper."""
+    from mmengine.optim import build_optim_wrapper
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    wrapper = build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper))
+    by_id = {id(p): g for g in wrapper.optimizer.param_groups for p in g['params']}
+    return model, wrapper, {n: by_id.get(id(p)) for n, p in model.named_parameters()}
+
+
+def test_official_optimizer_groups_leave_the_scan_parameters_out():
+    """Official train.py: only module .weight/.bias are optimised; BN weights and biases
+    undecayed, every other weight (LayerNorm included) decayed."""
+    cfg = _config('fusion-mamba_yolox-l_1xb8-200e_llvip.py')
+    assert cfg.optim_wrapper.constructor == 'YOLOv5OptimWrapperConstructor'
+    model, wrapper, groups = _groups(cfg)
+    left_out = {n for n, g in groups.items() if g is None}
+    assert left_out and left_out == {n for n in groups if n.rsplit('.', 1)[-1] in SCAN_PARAMS}
+    modules = dict(model.named_modules())
+    n_scan = 0
+    for name, group in groups.items():
+        owner, attr = name.rsplit('.', 1)
+        module = modules[owner]
+        if attr in SCAN_PARAMS:
+            n_scan += 1
+            continue
+        assert attr in ('weight', 'bias'), name  # nothing else besides the scan parameters
+        decayed = attr == 'weight' and not isinstance(module, nn.modules.batchnorm._BatchNorm)
+        assert group['weight_decay'] == (5e-4 if decayed else 0.0), name
+        if isinstance(module, nn.LayerNorm) and attr == 'weight':
+            assert group['weight_decay'] == 5e-4  # as officially: LayerNorm weights decayed
+    fmbs = [m for m in model.backbone.fusions.values()]
+    assert n_scan == 5 * sum(1 for f in fmbs for m in f.modules() if hasattr(m, 'A_logs'))
+    assert [len(g['params']) > 0 for g in wrapper.optimizer.param_groups] == [True] * 3
+
+    # one SGD step on real pairs: every scan parameter has a gradient and stays, the FMB's
+    # module weights move
+    data = model.data_preprocessor(real_batch(cfg, _llvip_json()), training=True)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    model.train()
+    sum(model(**data, mode='loss').values()).backward()
+    wrapper.optimizer.step()
+    after = dict(model.named_parameters())
+    for name in left_out:
+        assert after[name].grad is not None and after[name].grad.abs().sum() > 0, name
+        assert torch.equal(after[name], before[name]), name
+    moved = [n for n, g in groups.items() if g is not None and n.startswith('backbone.fusions')
+             and not torch.equal(after[n], before[n])]
+    assert len(moved) > 0.5 * sum(1 for n in groups if n.startswith('backbone.fusions'))
+
+
+def test_train_all_config_optimises_every_parameter():
+    cfg = _config('fusion-mamba-train-all_yolox-l_1xb8-200e_llvip.py')
+    model, _, groups = _groups(cfg)
+    assert all(g is not None for g in groups.values())
+    modules = dict(model.named_modules())
+    for name, group in groups.items():
+        owner, attr = name.rsplit('.', 1)
+        module = modules[owner]
+        is_norm = isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.LayerNorm))
+        no_decay = is_norm or attr in ('bias', 'A_logs', 'Ds')
+        assert group['weight_decay'] == (0.0 if no_decay else 5e-4), name
+
+
+def test_yolov5_constructor_refuses_paramwise_cfg():
+    from mmfusion.engine.optimizers.yolov5_optim_wrapper_constructor import \
+        YOLOv5OptimWrapperConstructor
+    with pytest.raises(ValueError, match='paramwise_cfg'):
+        YOLOv5OptimWrapperConstructor(
+            dict(optimizer=dict(type='SGD', lr=0.01)), paramwise_cfg=dict(norm_decay_mult=0.))
+
+
+_LLVIP_JSON = {}
+
+
+def _llvip_json():
+    if 'test' not in _LLVIP_JSON:
+        import tempfile
+        _LLVIP_JSON['test'] = create_llvip_infos(LLVIP_ROOT, tempfile.mkdtemp())['test']
+    return _LLVIP_JSON['test']

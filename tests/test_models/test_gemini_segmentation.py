@@ -14,11 +14,14 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
+from mmengine.hooks import Hook
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import PARAM_SCHEDULERS
+from mmengine.runner import Runner
 from mmseg.models.backbones import MixVisionTransformer
 from mmseg.registry import DATASETS, METRICS, MODELS
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 import mmfusion.seg  # noqa: F401  (registers the modules, as custom_imports does)
 from mmfusion.models.backbones.gemini_mit import GeminiMixVisionTransformer
@@ -253,6 +256,8 @@ def test_segmentor_rejects_slide_mode_and_tensor_inputs():
 # ----------------------------------------------------------------------------------------------
 
 PAPER_CONFIG = osp.join(CONFIG_DIR, 'geminifusion_mit-b3_3xb2-40k_nyudv2-rgbd-480x640.py')
+LEARNED_ENSEMBLE_CONFIG = osp.join(
+    CONFIG_DIR, 'geminifusion-learned-ensemble_mit-b3_3xb2-40k_nyudv2-rgbd-480x640.py')
 
 
 def _official_lr(step, base=6e-5):
@@ -300,3 +305,60 @@ def test_parameter_groups_follow_the_official_ones():
     for name in ('decode_head.conv_seg.weight', 'decode_head.fusion_conv.bn.weight'):
         assert group(name)['lr'] == pytest.approx(10 * base)
         assert group(name)['weight_decay'] == 0.01
+    # the ensemble weights: in no official group (lr 0 here), trained by the learned variant
+    assert group('ensemble_alpha')['lr'] == 0.0 and group('ensemble_alpha')['weight_decay'] == 0
+    learned, _ = _shrunk(LEARNED_ENSEMBLE_CONFIG)
+    model = MODELS.build(learned.model)
+    wrapper = build_optim_wrapper(model, learned.optim_wrapper)
+    alpha = [g for g in wrapper.optimizer.param_groups
+             if any(p is model.ensemble_alpha for p in g['params'])]
+    assert len(alpha) == 1 and alpha[0]['lr'] == base and alpha[0]['weight_decay'] == 0.01
+    assert [h['type'] for h in learned.custom_hooks] == ['OptimizerResetHook']
+
+
+class _StageProbe(Hook):
+    """Records, around every training iteration, the optimizer state and the BN modes."""
+
+    priority = 'LOWEST'  # after OptimizerResetHook and NormEvalHook
+
+    def __init__(self):
+        self.before, self.after = [], []
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        model = runner.model
+        self.before.append((len(runner.optim_wrapper.optimizer.state),
+                            [m.training for m in model.modules() if isinstance(m, _BatchNorm)]))
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        state = runner.optim_wrapper.optimizer.state.values()
+        self.after.append({int(s['step']) for s in state})
+
+
+def test_three_stages_each_start_a_fresh_adamw(tmp_path):
+    """The paper config's stage hooks in a real run of 3 stages x 2 iterations: the AdamW
+    state (moments, step count) is empty right after each stage boundary, every BatchNorm runs
+    on its running statistics and the ensemble stays 0.5 / 0.5."""
+    cfg, _ = _shrunk(PAPER_CONFIG)
+    hooks = {h['type']: h for h in cfg.custom_hooks}
+    assert hooks['OptimizerResetHook']['reset_iters'] == [13200, 26400]  # stage starts
+    assert hooks['NormEvalHook']['begin_iter'] == 0
+    probe = _StageProbe()
+    torch.manual_seed(0)
+    runner = Runner(
+        model=cfg.model, work_dir=str(tmp_path),
+        train_dataloader=dict(cfg.train_dataloader, batch_size=2, num_workers=0,
+                              persistent_workers=False),
+        optim_wrapper=cfg.optim_wrapper, param_scheduler=cfg.param_scheduler,
+        train_cfg=dict(type='IterBasedTrainLoop', max_iters=6),
+        custom_hooks=[dict(hooks['OptimizerResetHook'], reset_iters=[2, 4]),
+                      hooks['NormEvalHook'], probe],
+        default_hooks=dict(checkpoint=None, logger=None),
+        env_cfg=dict(dist_cfg=dict()), default_scope='mmseg')
+    runner.train()
+    n_params = sum(1 for p in runner.model.parameters() if p.requires_grad)
+    sizes = [n for n, _ in probe.before]
+    assert sizes[0] == sizes[2] == sizes[4] == 0  # a fresh AdamW at each stage start
+    assert sizes[1] == sizes[3] == sizes[5] == n_params
+    assert probe.after == [{1}, {2}, {1}, {2}, {1}, {2}]  # step counts restart
+    assert all(modes and not any(modes) for _, modes in probe.before)  # BN on running stats
+    assert torch.equal(runner.model.ensemble_alpha.detach(), torch.ones(2))

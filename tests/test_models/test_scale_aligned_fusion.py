@@ -151,11 +151,13 @@ def test_config_and_errors():
     from mmdet3d.registry import MODELS
     import mmfusion.det3d  # noqa: F401
     saf = MODELS.build(dict(type='ScaleAlignedFusion'))  # the official 4-stage layout
-    assert [saf.stage_level(i) for i in range(4)] == [(0, 4), (1, 8), (2, 16), (3, 32)]
+    # voxel strides 1..8 read FPN levels 0..3 of the official FPN (from C3, strides 8..128)
+    assert [saf.stage_level(i) for i in range(4)] == [(0, 8), (1, 16), (2, 32), (3, 64)]
+    assert saf.img_strides == [8, 16, 32, 64, 128]
     assert saf.layers[2].lfm.channels == 128 and saf.layers[2].lfm.num_latents == 128
     with pytest.raises(ValueError, match='differ in length'):
         ScaleAlignedFusion(voxel_channels=(16, 32), mid_channels=(32, ))
     with pytest.raises(ValueError, match='img_levels'):
-        ScaleAlignedFusion(img_levels=(0, 1, 2, 4))
+        ScaleAlignedFusion(img_levels=(0, 1, 2, 5))
     with pytest.raises(IndexError, match='levels were given'):
         saf(None, 3, [torch.zeros(1)], [{}])

@@ -214,7 +214,9 @@ class PartTimer:
         self._wrap(model.roi_head, 'predict', 'roi_head')
         self._hook(model.voxel_encoder, 'voxel_encoder')
         self._hook(model.middle_encoder, 'middle_encoder')
-        for saf in (model.middle_encoder.encoder_fusion, model.middle_encoder.decoder_fusion):
+        me = model.middle_encoder
+        laterals = list(me.lateral_convs.values()) if me.lateral_convs is not None else []
+        for saf in [me.encoder_fusion, me.decoder_fusion] + laterals:
             if saf is not None:
                 self._hook(saf, 'saf_fusion')
         self._hook(model.backbone, 'bev_backbone_neck')
@@ -348,9 +350,11 @@ def count_flops(model, data):
     per_part = {part: sum(sum(counts.get(type(m).__name__, {}).values())
                           for m in mods if m is not None) / 1e9
                 for part, mods in part_modules.items()}
+    saf_names = ['encoder_fusion', 'decoder_fusion'] + [
+        f'lateral_convs.{key}' for key in (me.lateral_convs or {})]
     per_part['saf_fusion'] = sum(
         sum(counts.get(f'{type(me).__name__}.{name}', {}).values())
-        for name in ('encoder_fusion', 'decoder_fusion')) / 1e9
+        for name in saf_names) / 1e9
     total_counter = counter.get_total_flops()
     sparse_counter = sum(s['counter_flops'] for s in sparse)
     sparse_rule_book = sum(s['flops'] for s in sparse)
@@ -377,7 +381,7 @@ def count_params(model):
     me = model.middle_encoder
     parts = dict(image_branch=n(model.img_backbone) + n(model.img_neck),
                  voxel_encoder=n(model.voxel_encoder), middle_encoder=n(me),
-                 saf_fusion=n(me.encoder_fusion) + n(me.decoder_fusion),
+                 saf_fusion=n(me.encoder_fusion) + n(me.decoder_fusion) + n(me.lateral_convs),
                  bev_backbone_neck=n(model.backbone) + n(getattr(model, 'neck', None)),
                  rpn=n(model.rpn_head), roi_head=n(model.roi_head))
     return dict(total=n(model), trainable=n(model, trainable=True), per_part=parts,

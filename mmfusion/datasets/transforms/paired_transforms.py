@@ -6,37 +6,45 @@ same way, and the boxes (shared by the pair) exactly once. Each ``Paired*`` clas
 own transform, unchanged on ``img``, the boxes and the other stock keys; after it has run, the
 parameters it recorded are applied to ``img_ir``:
 
-=================  ==================================  ========================================
-class              stock transform (mmdet)             recorded parameter applied to ``img_ir``
-=================  ==================================  ========================================
-PairedResize       ``Resize``                          output size ``img_shape`` (same
-                                                       ``interpolation`` and ``backend``)
-PairedRandomFlip   ``RandomFlip``                      ``flip`` and ``flip_direction``
-PairedRandomCrop   ``RandomCrop``                      crop box (offset and cropped size)
-PairedPad          ``Pad``                             ``pad_shape``, same ``padding_mode``
-=================  ==================================  ========================================
+==================  ==================================  ========================================
+class               stock transform (mmdet)             recorded parameter applied to ``img_ir``
+==================  ==================================  ========================================
+PairedResize        ``Resize``                          output size ``img_shape`` (same
+                                                        ``interpolation`` and ``backend``)
+PairedRandomFlip    ``RandomFlip``                      ``flip`` and ``flip_direction``
+PairedRandomCrop    ``RandomCrop``                      crop box (offset and cropped size)
+PairedPad           ``Pad``                             ``pad_shape``, same ``padding_mode``
+PairedRandomAffine  ``RandomAffine``                    warp matrix (3 x 3) and output size, same
+                                                        ``border_val``
+==================  ==================================  ========================================
 
 So ``img_ir`` equals the stock transform applied to the infrared image with the same random
-draw (tests/test_datasets/test_paired_pipeline.py checks it pixel for pixel). mmcv's
+draw (tests/test_datasets/test_paired_pipeline.py checks it pixel for pixel; for
+``PairedRandomAffine`` with ``about_center=True`` there is no stock counterpart, and the test
+checks the matrix instead). mmcv's
 ``RandomResize`` and ``RandomChoiceResize`` take ``resize_type='PairedResize'``.
 
 Photometric augmentation is per modality: the stock transform runs on ``img`` as usual, and on
 ``img_ir`` inside :class:`InfraredTransform` (a key swap, with its own random draw), e.g.
 ``dict(type='InfraredTransform', transforms=[dict(type='PhotoMetricDistortion')])``.
 
-Not provided: paired ``Mosaic``/``MixUp``/``RandomAffine`` (mixing or warping transforms).
+Paired mosaic: :mod:`mmfusion.datasets.transforms.paired_mosaic`. Not provided: paired
+``MixUp``.
 
 Shape shorthand: H, W are image height and width in pixels, C the channel count.
 """
 from typing import List, Optional, Union
 
+import cv2
 import mmcv
+import numpy as np
 from mmcv.transforms import KeyMapper
-from mmdet.datasets.transforms import Pad, RandomCrop, RandomFlip, Resize
+from mmdet.datasets.transforms import Pad, RandomAffine, RandomCrop, RandomFlip, Resize
 from mmdet.registry import TRANSFORMS
 
 __all__ = [
-    'PairedResize', 'PairedRandomFlip', 'PairedRandomCrop', 'PairedPad', 'InfraredTransform'
+    'PairedResize', 'PairedRandomFlip', 'PairedRandomCrop', 'PairedPad', 'PairedRandomAffine',
+    'InfraredTransform'
 ]
 
 
@@ -171,6 +179,69 @@ class PairedPad(Pad):
         results['img_ir'] = mmcv.impad(
             img_ir, shape=results['pad_shape'][:2], pad_val=pad_val,
             padding_mode=self.padding_mode)
+
+
+@TRANSFORMS.register_module()
+class PairedRandomAffine(RandomAffine):
+    """mmdet's ``RandomAffine`` applied to both ``img`` and ``img_ir`` (one warp matrix).
+
+    The stock transform draws rotation, scaling, shear and translation once, warps ``img``
+    with ``cv2.warpPerspective`` to (H + 2 border_y, W + 2 border_x) and projects the boxes;
+    the matrix it drew is then applied to ``img_ir`` with the same call and ``border_val``.
+
+    ``about_center=True`` warps about the image centre instead of the top-left corner: the
+    input centre maps to the output centre plus the random translation, i.e. the matrix is
+    ``T(w_out / 2 + t_x, h_out / 2 + t_y) @ Shear @ Rotation @ Scale @ T(-w_in / 2, -h_in / 2)``.
+    That is YOLOv5's ``random_perspective`` (used after the mosaic by the official
+    Fusion-Mamba code, ``utils/datasets.py``, with ``border = -img_size / 2``), whose output is a
+    window around the mosaic canvas's centre; the stock matrix (``about_center=False``, the
+    default) keeps the top-left corner fixed, so with a negative ``border`` its window lies at
+    the canvas's top-left.
+
+    Args: as :class:`mmdet.datasets.transforms.RandomAffine` (``max_rotate_degree``,
+    ``max_translate_ratio``, ``scaling_ratio_range``, ``max_shear_degree``, ``border``
+    (x, y) in pixels, ``border_val``, ``bbox_clip_border``), plus
+
+        about_center (bool): Warp about the image centre (see above). Defaults to False.
+
+    Required keys: ``img``, ``img_ir`` ((H, W, C) arrays of equal H, W), plus the stock ones.
+    Modified keys: ``img_ir`` ((H + 2 border_y, W + 2 border_x, C)) plus the stock ones
+    (``img``, ``img_shape``, ``gt_bboxes``, ``gt_bboxes_labels``, ``gt_ignore_flags``).
+
+    Raises:
+        KeyError, ValueError: If the pair is missing or of unequal size.
+    """
+
+    def __init__(self, *args, about_center: bool = False, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.about_center = about_center
+        self._warp_matrix = None  # the matrix of the current call, read back by transform
+
+    def _get_random_homography_matrix(self, height: int, width: int) -> np.ndarray:
+        """The stock random matrix for an output of (height, width) pixels, made to warp
+        about the centre when ``about_center`` is set; remembered for ``img_ir``."""
+        matrix = super()._get_random_homography_matrix(height, width)
+        if self.about_center:
+            in_w, in_h = width - 2 * self.border[0], height - 2 * self.border[1]
+            to_origin = self._get_translation_matrix(-in_w / 2, -in_h / 2)
+            to_centre = self._get_translation_matrix(width / 2, height / 2)
+            matrix = to_centre @ matrix @ to_origin
+        self._warp_matrix = matrix
+        return matrix
+
+    def transform(self, results: dict) -> dict:
+        """Warp ``img`` and the boxes (stock), then ``img_ir`` with the same matrix."""
+        _check_pair(results, self.__class__.__name__)
+        img_ir = results['img_ir']
+        self._warp_matrix = None
+        results = super().transform(results)
+        h, w = results['img'].shape[:2]
+        results['img_ir'] = cv2.warpPerspective(
+            img_ir, self._warp_matrix, dsize=(w, h), borderValue=self.border_val)
+        return results
+
+    def __repr__(self) -> str:
+        return super().__repr__()[:-1] + f', about_center={self.about_center})'
 
 
 @TRANSFORMS.register_module()

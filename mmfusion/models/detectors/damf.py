@@ -32,8 +32,8 @@ Choices the paper (as available to us) leaves open, ours:
   the infrared tokens must come from a frozen encoder; a separate copy initialised from the RGB
   one and frozen would compute exactly the same tokens at twice the memory. It also fits the
   paper's "fusion module = 15% of all parameters" better: with one shared ViT-B the fusion
-  module is 13.0M of 117.3M parameters (11.1%; LLVIP config), with a second ViT-B it would be
-  13.0M of 204M (6.4%).
+  module is 14.2M of 118.5M parameters (12.0%; LLVIP config), with a second ViT-B it would be
+  14.2M of 205M (6.9%).
 - The backbone runs under ``torch.no_grad`` when the detector is frozen (no gradient is needed
   before the fusion module), which is where most of stage 2's speed-up over end-to-end training
   comes from.

@@ -4,8 +4,9 @@ Paper: "Distribution-Aligned Multimodal Fusion for Robust Object Detection" (DAM
 method section (the lightweight fusion module, the only part trained in stage 2). No official
 code is released; this module follows the paper's description of the module
 (bidirectional 8-head cross-modal attention with residuals, adaptive token gating, a fusion MLP
-from 2C to C, about 13M parameters at C = 768). The layer sizes below are our reading; every
-size the paper leaves open is marked "our choice".
+from 2C to C). The paper's parameter breakdown at C = 768 is attention 4.7M, gating 2.4M, MLP
+7.1M: it sums to 14.2M, while its text says "about 13M"; the default sizes below follow the
+breakdown. Every size the paper leaves open is marked "our choice".
 
 Shape shorthand: B batch, N tokens per modality (1 CLS token + h * w patch tokens of a ViT, the
 same N for both modalities: the images are registered), C channels (``embed_dims``).
@@ -23,8 +24,8 @@ Both attention directions read the *inputs* (not each other's outputs), so they 
 parallel. With ``cross_attention=False`` a = x_rgb, b = x_ir; with ``gating=False`` g = 1;
 both off is the concatenation baseline (concat + MLP only) of the paper's ablation.
 
-Layer sizes at C = 768 (``num_heads=8``, ``gate_reduction=4``, ``mlp_ratio=4``), exact count
-12,994,176 parameters (``DistributionAlignedFusion.num_parameters_formula`` gives it for any C):
+Layer sizes at C = 768 (``num_heads=8``, ``gate_reduction=2``, ``mlp_ratio=4``), exact count
+14,174,208 parameters (``DistributionAlignedFusion.num_parameters_formula`` gives it for any C):
 
 =============================  ==========================  ==============
 layer                          shape                       parameters
@@ -32,7 +33,7 @@ layer                          shape                       parameters
 LN_rgb, LN_ir                  2 x LayerNorm(C)            3,072
 MHA_rgb, MHA_ir                2 x MultiheadAttention(C)   4,724,736
                                (q, k, v, out: C x C + C)
-gate W1, W2                    2C -> 2C/4 -> 2C            1,181,568
+gate W1, W2                    2C -> 2C/2 -> 2C            2,361,600
 LN (fusion)                    LayerNorm(2C)               3,072
 fusion MLP W3, W4              2C -> 4C -> C               7,081,728
 =============================  ==========================  ==============
@@ -40,8 +41,10 @@ fusion MLP W3, W4              2C -> 4C -> C               7,081,728
 Choices the paper (as available to us) leaves open, ours:
 
 - Pre-norm LayerNorms on the attention inputs and on the concatenation (as in ViT blocks).
-- Gate MLP hidden width 2C / 4 with ReLU (squeeze-and-excitation style reduction 4), and fusion
-  MLP hidden width 4C with GELU: the sizes that give the paper's ~13M parameters at C = 768.
+- Gate MLP hidden width 2C / 2 with ReLU (squeeze-and-excitation style, reduction 2), and fusion
+  MLP hidden width 4C with GELU: the sizes that reproduce the paper's breakdown (gating 2.36M,
+  MLP 7.08M at C = 768). ``gate_reduction=4`` (hidden 2C / 4, gating 1.18M, 12,994,176 in all)
+  is the width that matches the text's "about 13M" instead.
 - ``rgb_residual=True``: the output is ``x_rgb + MLP(...)`` with W4 and its bias initialised to
   zero, so at the start of stage 2 the fused tokens equal the RGB tokens and the frozen detector
   starts exactly at its stage-0 behaviour; the module then learns a correction (the paper says
@@ -70,7 +73,7 @@ class DistributionAlignedFusion(BaseModule):
             Defaults to True.
         gating (bool): Use the adaptive token gating (ablation switch). Defaults to True.
         gate_reduction (int): The gate MLP's hidden width is 2C / ``gate_reduction``.
-            Defaults to 4.
+            Defaults to 2 (the paper's gating size, 2.36M at C = 768); 4 halves it.
         mlp_ratio (float): The fusion MLP's hidden width is ``mlp_ratio * C``. Defaults to 4.
         attn_drop (float): Dropout on the attention weights. Defaults to 0.
         rgb_residual (bool): Add the RGB tokens to the fusion MLP's output, whose last layer
@@ -87,7 +90,7 @@ class DistributionAlignedFusion(BaseModule):
                  num_heads: int = 8,
                  cross_attention: bool = True,
                  gating: bool = True,
-                 gate_reduction: int = 4,
+                 gate_reduction: int = 2,
                  mlp_ratio: float = 4.0,
                  attn_drop: float = 0.0,
                  rgb_residual: bool = True,
@@ -142,12 +145,13 @@ class DistributionAlignedFusion(BaseModule):
             nn.init.zeros_(self.fusion_mlp[-1].bias)
 
     @staticmethod
-    def num_parameters_formula(embed_dims: int = 768, gate_reduction: int = 4,
+    def num_parameters_formula(embed_dims: int = 768, gate_reduction: int = 2,
                                mlp_ratio: float = 4.0) -> int:
         """Parameter count of the full module (attention and gating on), in closed form.
 
         Returns:
-            int: 2 LN(C) + 2 MHA(C) + gate MLP + LN(2C) + fusion MLP, e.g. 12,994,176 at C=768.
+            int: 2 LN(C) + 2 MHA(C) + gate MLP + LN(2C) + fusion MLP, e.g. 14,174,208 at
+            C = 768 (12,994,176 with ``gate_reduction=4``).
         """
         c, c2 = embed_dims, 2 * embed_dims
         hidden, gate_hidden = int(round(mlp_ratio * c)), c2 // gate_reduction

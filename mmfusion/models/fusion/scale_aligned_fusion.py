@@ -28,11 +28,14 @@ One stage (:class:`SSLFusionLayer`), on a spconv ``SparseConvTensor`` x::
 the backbone calls ``saf(x, stage=i, img_feats=..., img_metas=...)`` after its stage i.
 
 Differences from the official code (besides those of ``space_alignment.py`` and
-``latent_fusion.py``): the lateral convs live in the fusion layer (the official backbone holds
-them) and the image levels are sampled at their own stride instead of being upsampled to the
-full image size first; the backbone itself (encoder, decoder with the 3D pyramid additions) is
-not part of this module. Works on CPU (this module runs no sparse convolution itself; spconv
-layers around it need ``ConvAlgo.Native`` on CPU, see ``mmfusion/ops/spconv_algo.py``).
+``latent_fusion.py``): a standalone SAF holds one lateral conv per layer, while the official
+backbone holds one per image level, shared by its encoder and decoder layers (so does
+:class:`~mmfusion.models.middle_encoders.SSLFusionSparseUNet` by default, building its layers
+with ``lateral_conv=False``); the image levels are sampled at their own stride instead of being
+upsampled to the full image size first; the backbone itself (encoder, decoder with the 3D
+pyramid additions) is not part of this module. Works on CPU (this module runs no sparse
+convolution itself; spconv layers around it need ``ConvAlgo.Native`` on CPU, see
+``mmfusion/ops/spconv_algo.py``).
 
 Parameter names from an official ``SSLFusion`` layer (same shapes; note that official weights
 were trained with the bugs listed in ``latent_fusion.py``, so they do not compute the same
@@ -41,8 +44,9 @@ function here): ``voxel_transform`` -> ``voxel_transform``; ``depth_emb`` ->
 ``shared_layers`` -> ``lfm.shared_mlp``; ``corss_gnn_layer.modal{1,2}_{v2l,l2v}`` ->
 ``lfm.{pts,img}_{v2l,l2v}``; ``attention_lidar``/``attention_image`` ->
 ``lfm.gate_pts``/``lfm.gate_img``; ``fuse_conv`` -> ``lfm.fuse``; the backbone's
-``lateral_convs_fpn.{i}.0``/``.1`` -> ``lateral_conv.conv``/``.bn`` of the layer (our conv has no
-bias, the BN after it absorbs one).
+``lateral_convs_fpn.{i}.0``/``.1`` -> ``lateral_convs.{i}.conv``/``.bn`` of
+``SSLFusionSparseUNet`` (or ``lateral_conv.conv``/``.bn`` of a layer that has its own; our conv
+has no bias, the BN after it absorbs one).
 """
 from typing import List, Optional, Sequence, Tuple, Union
 
@@ -170,7 +174,9 @@ class ScaleAlignedFusion(BaseModule):
         img_levels (Sequence[int]): image level (index into ``img_feats``) of each stage.
             Default (0, 1, 2, 3) (official: voxel strides 1/2/4/8 -> FPN levels 0/1/2/3).
         img_strides (Sequence[float]): input pixels per feature cell of each image level.
-            Default (4, 8, 16, 32) (FPN P2-P5 of a ResNet).
+            Default (8, 16, 32, 64, 128): the FPN SSLFusion uses (official ``NECK``: ResNet
+            C3-C5 with ``START_LEVEL`` 1 and two extra levels, ``NUM_OUTS`` 5); give the
+            strides of the FPN actually used (e.g. (4, 8, 16, 32) for P2-P5).
         img_channels (int | Sequence[int]): C_img of the image levels. Default 256.
         voxel_size (Sequence[float]): metres. Default KITTI SECOND (0.05, 0.05, 0.1).
         point_cloud_range (Sequence[float]): metres. Default KITTI (0, -40, -3, 70.4, 40, 1).
@@ -188,7 +194,7 @@ class ScaleAlignedFusion(BaseModule):
                  mid_channels: Sequence[int] = (32, 64, 128, 128),
                  voxel_strides: Sequence[int] = (1, 2, 4, 8),
                  img_levels: Sequence[int] = (0, 1, 2, 3),
-                 img_strides: Sequence[float] = (4, 8, 16, 32),
+                 img_strides: Sequence[float] = (8, 16, 32, 64, 128),
                  img_channels: Union[int, Sequence[int]] = 256,
                  voxel_size: Sequence[float] = (0.05, 0.05, 0.1),
                  point_cloud_range: Sequence[float] = (0, -40, -3, 70.4, 40, 1),

@@ -29,6 +29,11 @@ for the RPN, and the multi-scale voxel features Voxel R-CNN pools RoIs from: ``x
 ``x_conv3`` = the decoder outputs at strides 1, 2, 4 and ``x_conv4`` = the fused encoder output
 at stride 8 (as in the official code).
 
+Image side: as in the official backbone, each image level that is fused gets ONE lateral conv
+(3x3 conv + BN + ReLU, C_img -> C_m of the stages reading it), run once per forward and read by
+both the encoder and the decoder stage of that level (4 lateral convs with the default levels, not
+one per fusion layer); ``shared_lateral_convs=False`` gives each fusion layer its own.
+
 Sparse tensors are spconv 2.x ``SparseConvTensor`` with ``indices`` (M, 4) int32 (batch, z, y, x).
 On CPU, spconv needs ``ConvAlgo.Native``; importing ``mmfusion.det3d`` installs the per-call switch
 (``mmfusion/ops/spconv_algo.py``), so this module runs unchanged on CPU and CUDA.
@@ -36,6 +41,7 @@ On CPU, spconv needs ``ConvAlgo.Native``; importing ``mmfusion.det3d`` installs 
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
+from mmcv.cnn import ConvModule
 from mmdet3d.models.layers import make_sparse_convmodule
 from mmdet3d.models.layers.spconv import IS_SPCONV2_AVAILABLE
 from mmdet3d.registry import MODELS
@@ -52,6 +58,7 @@ else:  # pragma: no cover - mmcv's own sparse ops
 __all__ = ['SSLFusionSparseUNet']
 
 _BN1D = dict(type='BN1d', eps=1e-3, momentum=0.01)
+_BN2D = dict(type='BN2d', eps=1e-3, momentum=0.01)
 
 
 def _add_features(x, skip):
@@ -91,11 +98,15 @@ class SSLFusionSparseUNet(BaseModule):
             leaves a stage unfused. Default (0, 1, 2, 3).
         decoder_img_levels (Sequence[int | None]): image level fused after deconv1..deconv3
             (strides 4, 2, 1); None leaves a stage unfused. Default (2, 1, 0).
+        shared_lateral_convs (bool): one lateral conv per fused image level, held here and
+            shared by the encoder and decoder stages of that level (official). False: one per
+            fusion layer (inside each :class:`SSLFusionLayer`). Default True.
         norm_cfg (dict): norm of the sparse convs. Default BN1d(eps=1e-3, momentum=0.01).
         init_cfg (dict, optional): mmengine initialisation config.
 
     Raises:
-        ValueError: on per-stage lists of the wrong length.
+        ValueError: on per-stage lists of the wrong length, or, with shared lateral convs, on
+            two stages that read one image level at different ``mid_channels``.
     """
 
     def __init__(self,
@@ -115,6 +126,7 @@ class SSLFusionSparseUNet(BaseModule):
                  mid_channels: Sequence[int] = (32, 64, 128, 128),
                  encoder_img_levels: Sequence[Optional[int]] = (0, 1, 2, 3),
                  decoder_img_levels: Sequence[Optional[int]] = (2, 1, 0),
+                 shared_lateral_convs: bool = True,
                  norm_cfg: dict = _BN1D,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
@@ -161,13 +173,53 @@ class SSLFusionSparseUNet(BaseModule):
             encoder_channels[-1], output_channels, (3, 1, 1), indice_key='spconv_down2',
             stride=(2, 1, 1), padding=out_padding, conv_type='SparseConv3d', norm_cfg=norm_cfg)
 
+        # decoder stages run at the encoder strides below the deepest one, deepest first
+        decoder_mids = list(mid_channels[-2::-1])
+        self.lateral_convs = None
+        if fusion is not None and shared_lateral_convs:
+            fusion, self.lateral_convs = self._build_lateral_convs(
+                fusion, list(encoder_img_levels) + list(decoder_img_levels),
+                list(mid_channels) + decoder_mids)
         self.encoder_fusion, self.encoder_fusion_index = self._build_fusion(
             fusion, encoder_img_levels, list(encoder_channels), list(mid_channels), self.strides,
             voxel_size, point_cloud_range)
-        # decoder stages run at the encoder strides below the deepest one, deepest first
         self.decoder_fusion, self.decoder_fusion_index = self._build_fusion(
-            fusion, decoder_img_levels, list(encoder_channels[-2::-1]), list(mid_channels[-2::-1]),
+            fusion, decoder_img_levels, list(encoder_channels[-2::-1]), decoder_mids,
             self.strides[-2::-1], voxel_size, point_cloud_range)
+
+    @staticmethod
+    def _build_lateral_convs(fusion: dict, levels: List[Optional[int]], mids: List[int]
+                             ) -> Tuple[dict, Optional[nn.ModuleDict]]:
+        """One lateral conv per fused image level (C_img -> C_m of its stages), and the fusion
+        settings for layers that read the lateral outputs (no conv of their own, C_img = C_m)."""
+        width = {}
+        for level, mid in zip(levels, mids):
+            if level is None:
+                continue
+            if width.setdefault(level, mid) != mid:
+                raise ValueError(
+                    f'SSLFusionSparseUNet: image level {level} is fused at mid_channels '
+                    f'{width[level]} and {mid}; one shared lateral conv cannot serve both '
+                    '(set shared_lateral_convs=False)')
+        if not width:
+            return fusion, None
+        num_levels = len(fusion.get('img_strides', (8, 16, 32, 64, 128)))
+        img_channels = fusion.get('img_channels', 256)
+        if isinstance(img_channels, int):
+            img_channels = [img_channels] * num_levels
+        if any(not 0 <= level < len(img_channels) for level in width):
+            raise ValueError(f'SSLFusionSparseUNet: fused image levels {sorted(width)} must '
+                             f'index the {len(img_channels)} image levels')
+        layer_cfg = dict(fusion.get('layer_cfg') or {})
+        norm_cfg = layer_cfg.get('lateral_norm_cfg', _BN2D)
+        convs = nn.ModuleDict({
+            str(level): ConvModule(img_channels[level], mid, 3, padding=1, norm_cfg=norm_cfg,
+                                   act_cfg=dict(type='ReLU'))
+            for level, mid in sorted(width.items())})
+        layer_cfg['lateral_conv'] = False
+        fusion = dict(fusion, layer_cfg=layer_cfg,
+                      img_channels=[width.get(i, c) for i, c in enumerate(img_channels)])
+        return fusion, convs
 
     @staticmethod
     def _build_fusion(fusion: Optional[dict], levels, channels: List[int], mids: List[int],
@@ -216,6 +268,10 @@ class SSLFusionSparseUNet(BaseModule):
         if fuses and (img_feats is None or img_metas is None):
             raise ValueError('SSLFusionSparseUNet fuses image features: pass img_feats and '
                              'img_metas')
+        if self.lateral_convs is not None:  # once per level, read by encoder and decoder
+            img_feats = list(img_feats)
+            for level, conv in self.lateral_convs.items():
+                img_feats[int(level)] = conv(img_feats[int(level)])
         x = SparseConvTensor(voxel_features, coors.int(), self.sparse_shape, batch_size)
         x = self.conv_input(x)
         encoded = []

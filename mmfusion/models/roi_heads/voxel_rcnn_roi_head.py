@@ -65,8 +65,9 @@ class VoxelRCNNRoIHead(Base3DRoIHead):
     Args:
         num_classes (int): number of classes of the RPN labels (the head is class agnostic).
         bbox_roi_extractor (dict): config of ``VoxelRoIGridPooling``.
-        bbox_head (dict): config of the box head, normally ``PVRCNNBBoxHead`` with
-            ``in_channels`` = the extractor's ``out_channels`` and ``grid_size`` = its G.
+        bbox_head (dict): config of the box head, normally ``VoxelRCNNBBoxHead``
+            (``PVRCNNBBoxHead`` with OpenPCDet's initialisation) with ``in_channels`` = the
+            extractor's ``out_channels`` and ``grid_size`` = its G.
         train_cfg (dict, optional): PV-RCNN's ``train_cfg.rcnn`` layout (see the module
             docstring). test_cfg (dict, optional): ``test_cfg.rcnn``. init_cfg: mmengine init.
 

@@ -28,13 +28,14 @@ predictions (PixelData (1, H_ori, W_ori), class indices), for
 Inputs are the dict ``{'img': (B, 3, H, W), 'img_depth': (B, 3, H, W)}`` of
 :class:`~mmfusion.models.data_preprocessors.RGBDSegDataPreProcessor`.
 
-Deviations from the official code:
+Relation to the official code:
 
-- The official ``alpha`` is a parameter that is in none of the optimiser's parameter groups, so
-  it is never updated and the ensemble is the plain mean of the two streams. Here ``alpha`` is
-  trained (the paper/TokenFusion describe learnable ensemble weights); the configs can freeze
-  it with ``paramwise_cfg=dict(custom_keys={'ensemble_alpha': dict(lr_mult=0.,
-  decay_mult=0.)})`` to get the official behaviour.
+- ``alpha`` is a parameter of the model; whether it trains is the optimizer's choice. The
+  official code puts it in none of the optimiser's parameter groups, so the ensemble stays the
+  plain mean of the two streams; the paper configs reproduce that with
+  ``paramwise_cfg=dict(custom_keys={'ensemble_alpha': dict(lr_mult=0., decay_mult=0.)})``, and
+  the ``geminifusion-learned-ensemble_*`` config trains it (the paper/TokenFusion describe
+  learnable ensemble weights).
 - Test-time: whole-image inference only (``test_cfg.mode='whole'``, as the official evaluation);
   the official code resizes the logits with bicubic interpolation, mmseg bilinearly.
 - No neck and no auxiliary head (the official model has neither).

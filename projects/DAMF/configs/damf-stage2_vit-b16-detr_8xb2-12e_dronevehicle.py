@@ -1,6 +1,6 @@
 # DAMF stage 2 on DroneVehicle (5 vehicle classes, infrared label set): the stage-0 detector frozen,
-# only the fusion module trained, on RGB images with the seen degradation + clean infrared, with
-# loss = -log P_normal(fused CLS) + 0.5 * L_det. Dataset-agnostic part:
+# only the fusion module (14.2M parameters) trained, on RGB images with the seen degradation + clean
+# infrared, with loss = -log P_normal(fused CLS) + 0.5 * L_det. Dataset-agnostic part:
 # ./_base_/damf-stage2_vit-b16-detr_8xb2-12e.py; commands (stage 0 -> 1 -> 2):
 # projects/DAMF/README.md. Seen/unseen degraded test sets and scenes:
 #   python tools/analysis_tools/eval_degradations.py CONFIG CHECKPOINT \

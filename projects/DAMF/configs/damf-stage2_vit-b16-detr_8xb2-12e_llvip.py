@@ -1,8 +1,7 @@
-# DAMF stage 2 on LLVIP (person): the stage-0 detector frozen, only the
-# fusion module trained, on RGB images with the seen degradation + clean infrared, with
-# loss = -log P_normal(fused CLS) + 0.5 * L_det. Dataset-agnostic part:
-# ./_base_/damf-stage2_vit-b16-detr_8xb2-12e.py; commands (stage 0 -> 1 -> 2):
-# projects/DAMF/README.md. Seen/unseen degraded test sets and scenes:
+# DAMF stage 2 on LLVIP (person): the stage-0 detector frozen, only the fusion module trained, on
+# RGB images with the seen degradation + clean infrared, with loss = -log P_normal(fused CLS) + 0.5
+# * L_det. Dataset-agnostic part: ./_base_/damf-stage2_vit-b16-detr_8xb2-12e.py; commands (stage 0
+# -> 1 -> 2): projects/DAMF/README.md. Seen/unseen degraded test sets and scenes:
 #   python tools/analysis_tools/eval_degradations.py CONFIG CHECKPOINT \
 #       --test-sets degradation_test_sets      (or scene_test_sets)
 _base_ = [

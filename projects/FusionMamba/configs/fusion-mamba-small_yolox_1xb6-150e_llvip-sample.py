@@ -67,6 +67,9 @@ test_evaluator = val_evaluator
 max_epochs = 150
 train_cfg = dict(max_epochs=max_epochs, val_interval=5)
 optim_wrapper = dict(
+    # every parameter trained, no decay on norms and biases (not the official groups)
+    constructor='DefaultOptimWrapperConstructor',
+    paramwise_cfg=dict(norm_decay_mult=0., bias_decay_mult=0.),
     optimizer=dict(_delete_=True, type='AdamW', lr=0.003, weight_decay=0.05),
     accumulative_counts=1)  # one real batch per step
 param_scheduler = [

@@ -1,12 +1,19 @@
 # SSLFusion on DENSE (SeeingThroughFog), Car only, as the official
 # tools/cfgs/dense/voxel_rcnn_car_SSLFusion_4card_bs2_stf.yaml: 4 GPUs x 2 samples, the KITTI
-# recipe otherwise. Infos from `python tools/create_data.py dense` (KITTI-style v2, the usual
-# 3-class mapping; points have 5 features x, y, z, intensity, channel, of which 4 are used, as the
-# official dataset yaml). The split files name the weather/illumination test sets
-# (README, "DENSE"); point the test ann_file at the one to evaluate.
+# recipe otherwise (no GT sampling: the official DENSE yaml's augmentor list has none). Data from
+#   python tools/create_data.py dense --root-path data/SeeingThroughFog --out-dir data/dense_infos
+# (mmfusion's DENSE converter: dense_infos_<split>.pkl for every splits/*.txt, with the folders
+# lidar_hdl64_strongest/ and cam_stereo_left_lut/ linked beside them). Splits as the official
+# dataset yaml: train on train_all_FOV3000_60, test on test_clear_FOV3000_25; the weather and
+# illumination test sets are the other converted split files, e.g. for splits/test_snow_day.txt
+#   --cfg-options test_dataloader.dataset.ann_file=dense_infos_test_snow_day.pkl
+#   test_evaluator.ann_file=data/dense_infos/dense_infos_test_snow_day.pkl
+# Points have 5 features (x, y, z, intensity, ring), of which 4 are used, as the official yaml.
 _base_ = ['./sslfusion_r50-fpn_voxel-rcnn_4xb4-80e_kitti-3d-3class.py']
 
-data_root = 'data/dense/'
+data_root = 'data/dense_infos/'
+train_split = 'train_all_FOV3000_60'
+test_split = 'test_clear_FOV3000_25'
 class_names = ['Car']
 metainfo = dict(classes=class_names)
 point_cloud_range = [0, -40, -3, 70.4, 40, 1]
@@ -45,19 +52,19 @@ model = dict(
         rpn=dict(assigner=dict(
             _delete_=True, type='Max3DIoUAssigner',
             iou_calculator=dict(type='BboxOverlapsNearest3D'), pos_iou_thr=0.6,
-            neg_iou_thr=0.45, min_pos_iou=0.45, ignore_iof_thr=-1)),
+            neg_iou_thr=0.45, min_pos_iou=_base_.forced_match_min_iou, ignore_iof_thr=-1)),
         rcnn=dict(assigner=dict(
             _delete_=True, type='Max3DIoUAssigner',
             iou_calculator=dict(type='BboxOverlaps3D', coordinate='lidar'), pos_iou_thr=0.55,
             neg_iou_thr=0.55, min_pos_iou=0.55, ignore_iof_thr=-1))))
-data_prefix = dict(pts='training/velodyne', img='training/image_2')
+data_prefix = dict(pts='lidar_hdl64_strongest', img='cam_stereo_left_lut')
 train_dataloader = dict(
     batch_size=2,
-    dataset=dict(data_root=data_root, data_prefix=data_prefix, pipeline=train_pipeline,
-                 metainfo=metainfo))
+    dataset=dict(data_root=data_root, ann_file=f'dense_infos_{train_split}.pkl',
+                 data_prefix=data_prefix, pipeline=train_pipeline, metainfo=metainfo))
 val_dataloader = dict(
-    dataset=dict(data_root=data_root, data_prefix=data_prefix, pipeline=test_pipeline,
-                 metainfo=metainfo))
+    dataset=dict(data_root=data_root, ann_file=f'dense_infos_{test_split}.pkl',
+                 data_prefix=data_prefix, pipeline=test_pipeline, metainfo=metainfo))
 test_dataloader = val_dataloader
-val_evaluator = dict(ann_file=data_root + 'kitti_infos_val.pkl')
+val_evaluator = dict(ann_file=f'{data_root}dense_infos_{test_split}.pkl')
 test_evaluator = val_evaluator

@@ -1,6 +1,6 @@
 # DAMF stage 2, dataset-agnostic part: the stage-0 detector frozen (eval mode, no gradients; loaded
 # with `load_from` from the stage-0 checkpoint), RGB and infrared tokens (CLS + 32x40 patches, both
-# from the frozen ViT-B) fused by DistributionAlignedFusion (~13.0M parameters, the only trained
+# from the frozen ViT-B) fused by DistributionAlignedFusion (14.2M parameters, the only trained
 # part), the fused patch tokens fed to the frozen neck/DETR, and
 #     loss = -log P_normal(fused CLS) + 0.5 * L_det                       (paper, lambda = 0.5)
 # with P_normal the Gaussian mixture that tools/fit_gmm.py fits on the stage-0 encoder's CLS
@@ -27,7 +27,7 @@ model = dict(
         num_heads=8,
         cross_attention=True,
         gating=True,
-        gate_reduction=4,
+        gate_reduction=2,  # gate 2C -> C -> 2C, the paper's 2.4M (4: 1.2M, 13.0M in all)
         mlp_ratio=4.0,
         rgb_residual=True),
     # gmm_file: set by each dataset's stage-2 config (the file tools/fit_gmm.py writes)

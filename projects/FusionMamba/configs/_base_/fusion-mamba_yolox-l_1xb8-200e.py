@@ -11,17 +11,26 @@
 #          DSSF blocks at P3/P4/P5, enhanced features feed the next stage, sum to the neck)
 #   [hyp]  official data/hyp.scratch.yaml (SGD lr0 0.01, momentum 0.937, weight decay 5e-4,
 #          3 warm-up epochs from momentum 0.8, cosine decay to lr0 * lrf = 0.002, mosaic 1.0,
-#          HSV 0.015/0.7/0.4, fliplr 0.5, flipud 0.3, mixup 0.2, affine jitter)
+#          HSV 0.015/0.7/0.4, fliplr 0.5, flipud 0.3, degrees 0.3, translate 0.1, scale 0.5,
+#          shear 0.1; its mixup 0.2 is read only by the single-modality loader: the RGB-IR
+#          loader of utils/datasets.py has MixUp commented out, so there is none here)
+#   [data] official utils/datasets.py, LoadMultiModalImagesAndLabels / load_mosaic_RGB_IR:
+#          4-image mosaic on a 2x canvas, then random_perspective_rgb_ir (one affine matrix for
+#          both images, about the canvas centre, border -320: a 640x640 window)
 #   [train] official train.py defaults (--epochs 200, --batch-size 8, --img-size 640 640, SGD with
 #          Nesterov, nominal batch 64 by gradient accumulation, ModelEMA, max(3 epochs, 1000
-#          iterations) of warm-up)
+#          iterations) of warm-up; optimizer groups: BatchNorm weights (no decay), every other
+#          module .weight (decay), every module .bias (no decay); parameters that are no
+#          module's .weight/.bias, i.e. the SS2D scan parameters, are not optimised)
 #   [test] official test.py defaults (--conf-thres 0.001, --iou-thres 0.5)
 # The paper (Sec. 4) trains at 640x640 with SGD; where its text and the official code differ
 # the official code's values are used here.
 #
 # Deviations (see projects/FusionMamba/README.md): mmdet's YOLOX neck/head (anchor-free,
-# decoupled, SimOTA) instead of YOLOv5's anchor head; no MixUp/RandomAffine (no paired versions
-# yet): scale/translation jitter of the mosaic comes from a paired random resize + random crop.
+# decoupled, SimOTA) instead of YOLOv5's anchor head; the boxes after the affine warp are kept
+# by mmdet's rules (inside the image, then FilterAnnotations), not YOLOv5's box_candidates.
+# Training every parameter (scan parameters included) instead of the official groups:
+# ../fusion-mamba-train-all_yolox-l_1xb8-200e_llvip.py.
 _base_ = 'mmdet::_base_/default_runtime.py'
 custom_imports = dict(imports=['mmfusion.det'], allow_failed_imports=False)
 
@@ -86,16 +95,17 @@ mosaic_loading_pipeline = [
 ]
 mosaic_train_pipeline = [
     dict(type='PairedMosaic', img_scale=train_img_scale, pad_val=114.0),  # [hyp] mosaic 1.0
-    # scale (0.5 - 1.5, [hyp] scale 0.5) and translation jitter of the 2x canvas, then a
-    # img_scale window: stands in for YOLOv5's random_perspective (no paired RandomAffine yet)
+    # [data] random_perspective_rgb_ir with the [hyp] ranges: rotation +-0.3 deg, scale
+    # 0.5 - 1.5, shear +-0.1 deg, translation +-0.1; about the canvas centre, 640x640 window
     dict(
-        type='RandomResize',
-        scale=(train_img_scale[0] * 2, train_img_scale[1] * 2),
-        ratio_range=(0.5, 1.5),
-        keep_ratio=True,
-        resize_type='PairedResize'),
-    dict(type='PairedRandomCrop', crop_size=(train_img_scale[1], train_img_scale[0]),
-         allow_negative_crop=True),
+        type='PairedRandomAffine',
+        max_rotate_degree=0.3,
+        max_translate_ratio=0.1,
+        scaling_ratio_range=(0.5, 1.5),
+        max_shear_degree=0.1,
+        border=(-train_img_scale[0] // 2, -train_img_scale[1] // 2),
+        border_val=(114, 114, 114),
+        about_center=True),
     # photometric jitter drawn per modality ([hyp] hsv_h/s/v 0.015/0.7/0.4)
     dict(type='YOLOXHSVRandomAug', hue_delta=5, saturation_delta=30, value_delta=30),
     dict(type='InfraredTransform', transforms=[
@@ -122,11 +132,14 @@ test_cfg = dict(type='TestLoop')
 base_lr = 0.01
 optim_wrapper = dict(
     type='OptimWrapper',
+    # [train] the official groups: BatchNorm weights (no decay), module weights (decay 5e-4,
+    # LayerNorm weights included), module biases (no decay); the SS2D scan parameters
+    # (x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds) are in no group
+    constructor='YOLOv5OptimWrapperConstructor',
     optimizer=dict(
         type='SGD', lr=base_lr, momentum=0.937, weight_decay=5e-4, nesterov=True),
-    # YOLOv5 decays conv weights only (no decay on BatchNorm weights and biases)
-    paramwise_cfg=dict(norm_decay_mult=0., bias_decay_mult=0.),
-    # YOLOv5 accumulates gradients to a nominal batch of 64: 8 steps of batch 8
+    # YOLOv5 accumulates gradients to a nominal batch of 64: 8 steps of batch 8 (weight decay
+    # scaled by 8 * 8 / 64 = 1)
     accumulative_counts=8)
 param_scheduler = [
     # 3 warm-up epochs [hyp] warmup_epochs, linear per iteration
@@ -145,7 +158,7 @@ auto_scale_lr = dict(enable=False, base_batch_size=8)
 custom_hooks = [
     dict(type='RandomStateHook'),  # bit-exact --resume (mmfusion.engine.hooks)
     dict(type='YOLOXModeSwitchHook', num_last_epochs=num_last_epochs,
-         skip_type_keys=('PairedMosaic', 'RandomResize', 'PairedRandomCrop'), priority=48),
+         skip_type_keys=('PairedMosaic', 'PairedRandomAffine'), priority=48),
     dict(type='SyncNormHook', priority=48),
     # YOLOv5's ModelEMA (decay 0.9999 with a ramp): mmdet's ExpMomentumEMA
     dict(type='EMAHook', ema_type='ExpMomentumEMA', momentum=0.0001, update_buffers=True,

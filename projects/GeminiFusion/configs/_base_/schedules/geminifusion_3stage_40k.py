@@ -6,10 +6,17 @@
 #     lr_s * (1 - (1 - g / 1500) * (1 - 1e-6))   for g < 1500 (linear warm-up from 1e-6 lr_s)
 #     lr_s * (1 - g / 40000)                      after (poly, power 1, max_iter 40000, so a
 #                                                  stage ends at 0.67 lr_s)
-#   Parameter groups: encoder (lr, wd 0.01), encoder norms (lr, wd 0), decoder (10 lr, wd 0.01).
+#   Parameter groups: encoder (lr, wd 0.01), encoder norms (lr, wd 0), decoder (10 lr, wd 0.01);
+#   the ensemble weights `alpha` are in no group (never trained: ensemble = 0.5 / 0.5).
+#   --freeze-bn (default True): every BatchNorm in eval mode (the head's BN normalises with its
+#   initial running statistics; its affine weights train).
 # Here: the same numbers with mmengine's stock LinearLR (chained: each scheduler multiplies the
 # lr it finds at its begin), two per stage; tests/test_models/test_gemini_segmentation.py checks
-# the resulting lr against the official formula at every iteration.
+# the resulting lr against the official formula at every iteration. OptimizerResetHook clears
+# the AdamW state (moments, step count) at each stage start, NormEvalHook keeps the BatchNorm
+# layers in eval mode, and `ensemble_alpha` gets lr 0 (stays at its initial softmax 0.5 / 0.5).
+# The learned-ensemble variant (alpha and the head's BN trained): the paper configs'
+# `geminifusion-learned-ensemble_*` sibling.
 stage_iters = 13200
 warmup_iters = 1500
 official_max_iter = 40000
@@ -23,7 +30,10 @@ optim_wrapper = dict(
         # names hold no 'norm'); custom keys take precedence, so the decoder's BN keeps wd 0.01
         # as officially.
         norm_decay_mult=0.0,
-        custom_keys={'decode_head': dict(lr_mult=10.0)}))
+        custom_keys={
+            'decode_head': dict(lr_mult=10.0),
+            'ensemble_alpha': dict(lr_mult=0.0, decay_mult=0.0),  # official: not optimised
+        }))
 param_scheduler = []
 for _stage in range(3):
     _begin = _stage * stage_iters
@@ -37,6 +47,12 @@ for _stage in range(3):
              begin=_begin + warmup_iters, end=_begin + stage_iters, by_epoch=False),
     ]
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=3 * stage_iters, val_interval=660)
+custom_hooks = [
+    # official main.py: a new PolyWarmupAdamW at the start of stages 2 and 3
+    dict(type='OptimizerResetHook', reset_iters=[stage_iters, 2 * stage_iters]),
+    # official --freeze-bn True: BatchNorm layers in eval mode for the whole training
+    dict(type='NormEvalHook', begin_iter=0),
+]
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 default_hooks = dict(

@@ -2,9 +2,11 @@
 # Augmentations follow the official SSLFusion KITTI yaml: world flip along x, world rotation
 # +-pi/4, world scaling [0.95, 1.05]. The image is neither resized nor cropped (the official model
 # sees the full image); mmdet3d's RandomFlip3D flips it together with the points, which SAM
-# accounts for (it undoes the 3D flip and applies the image flip to the projections). The
-# official multimodal GT-sampling (paste of database objects into points and image) has no
-# mmdet3d counterpart and is not used (see projects/SSLFusion/README.md).
+# accounts for (it undoes the 3D flip and applies the image flip to the projections). GT
+# sampling as the official yaml (gt_sampling with AUG_WITH_IMAGE): up to 15 Car, 10 Pedestrian,
+# 10 Cyclist per frame from kitti_dbinfos_train.pkl (objects with >= 5 points), pasted into the
+# points AND the image (MultiModalObjectSample; the database and its image crops come from
+# tools/create_data.py kitti); the official road-plane placement is not used (README).
 dataset_type = 'KittiDataset'
 data_root = 'data/kitti/'
 class_names = ['Pedestrian', 'Cyclist', 'Car']
@@ -13,11 +15,24 @@ modality = dict(use_lidar=True, use_camera=True)
 point_cloud_range = [0, -40, -3, 70.4, 40, 1]
 backend_args = None
 load_dim = 4
+db_sampler = dict(
+    type='MultiModalDataBaseSampler',
+    data_root=data_root,
+    info_path=data_root + 'kitti_dbinfos_train.pkl',
+    rate=1.0,
+    prepare=dict(filter_by_difficulty=[-1],
+                 filter_by_min_points=dict(Car=5, Pedestrian=5, Cyclist=5)),
+    classes=class_names,
+    sample_groups=dict(Car=15, Pedestrian=10, Cyclist=10),
+    points_loader=dict(type='LoadPointsFromFile', coord_type='LIDAR', load_dim=4, use_dim=4,
+                       backend_args=backend_args),
+    backend_args=backend_args)
 train_pipeline = [
     dict(type='LoadPointsFromFile', coord_type='LIDAR', load_dim=load_dim, use_dim=4,
          backend_args=backend_args),
     dict(type='LoadImageFromFile', backend_args=backend_args),
     dict(type='LoadAnnotations3D', with_bbox_3d=True, with_label_3d=True),
+    dict(type='MultiModalObjectSample', db_sampler=db_sampler, iou_2d_thr=0.5),
     dict(type='RandomFlip3D', flip_ratio_bev_horizontal=0.5),
     dict(type='GlobalRotScaleTrans', rot_range=[-0.78539816, 0.78539816],
          scale_ratio_range=[0.95, 1.05], translation_std=[0, 0, 0]),

@@ -9,6 +9,10 @@
 voxel_size = [0.05, 0.05, 0.1]
 pc_range = [0, -40, -3, 70.4, 40, 1]  # metres; the datasets base names it point_cloud_range
 img_strides = (8, 16, 32, 64, 128)  # FPN from C3 (start_level=1) with two extra levels
+# OpenPCDet's AxisAlignedTargetAssigner makes each GT's best anchors positive at any IoU > 0
+# (MaxIoUAssigner: at IoU >= min_pos_iou; 0 itself would match every anchor of a GT without
+# overlap, so the smallest IoU counted as overlap is used)
+forced_match_min_iou = 1e-6
 model = dict(
     type='SSLFusion',
     data_preprocessor=dict(
@@ -37,7 +41,8 @@ model = dict(
         out_channels=256,
         start_level=1,
         add_extra_convs='on_input',
-        num_outs=5),
+        num_outs=5,
+        upsample_cfg=dict(mode='bilinear')),  # official fpn.py: bilinear top-down path
     voxel_encoder=dict(type='HardSimpleVFE', num_features=4),
     middle_encoder=dict(
         type='SSLFusionSparseUNet',
@@ -49,6 +54,7 @@ model = dict(
         mid_channels=(32, 64, 128, 128),
         encoder_img_levels=(0, 1, 2, 3),
         decoder_img_levels=(2, 1, 0),
+        shared_lateral_convs=True,  # official: one lateral conv per FPN level (4), shared
         fusion=dict(
             img_channels=256,
             img_strides=img_strides,
@@ -106,7 +112,7 @@ model = dict(
             pre_mlp=True,
             pool_mode='max'),
         bbox_head=dict(
-            type='PVRCNNBBoxHead',
+            type='VoxelRCNNBBoxHead',  # PVRCNNBBoxHead with OpenPCDet's initialisation
             in_channels=128,
             grid_size=6,
             num_classes=1,
@@ -125,11 +131,14 @@ model = dict(
         rpn=dict(
             assigner=[
                 dict(type='Max3DIoUAssigner', iou_calculator=dict(type='BboxOverlapsNearest3D'),
-                     pos_iou_thr=0.5, neg_iou_thr=0.35, min_pos_iou=0.35, ignore_iof_thr=-1),
+                     pos_iou_thr=0.5, neg_iou_thr=0.35, min_pos_iou=forced_match_min_iou,
+                     ignore_iof_thr=-1),
                 dict(type='Max3DIoUAssigner', iou_calculator=dict(type='BboxOverlapsNearest3D'),
-                     pos_iou_thr=0.5, neg_iou_thr=0.35, min_pos_iou=0.35, ignore_iof_thr=-1),
+                     pos_iou_thr=0.5, neg_iou_thr=0.35, min_pos_iou=forced_match_min_iou,
+                     ignore_iof_thr=-1),
                 dict(type='Max3DIoUAssigner', iou_calculator=dict(type='BboxOverlapsNearest3D'),
-                     pos_iou_thr=0.6, neg_iou_thr=0.45, min_pos_iou=0.45, ignore_iof_thr=-1),
+                     pos_iou_thr=0.6, neg_iou_thr=0.45, min_pos_iou=forced_match_min_iou,
+                     ignore_iof_thr=-1),
             ],
             allowed_border=0,
             pos_weight=-1,

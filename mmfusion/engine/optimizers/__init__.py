@@ -1,0 +1,1 @@
+"""Optimizer wrapper constructors, registered into ``mmengine.registry`` (seen from every scope)."""
