@@ -36,7 +36,8 @@ from mmfusion.engine.optimizers import yolov5_optim_wrapper_constructor  # noqa:
 from mmfusion.models.backbones import dual_stream_csp_darknet  # noqa: F401
 from mmfusion.models.data_preprocessors import paired_data_preprocessor  # noqa: F401
 from mmfusion.models.detectors import damf, paired_single_stage  # noqa: F401
-from mmfusion.models.fusion import damf_fusion, dssf, fusion_mamba_block, sscs  # noqa: F401
+from mmfusion.models.fusion import (damf_fusion, dual_state_space_fusion,  # noqa: F401
+                                    fusion_mamba_block, state_space_channel_swapping)
 from mmfusion.models.layers import ss2d, vss_block  # noqa: F401
 from mmfusion.models.losses import gmm_nll_loss  # noqa: F401
 from mmfusion.utils.compat import restore_mmengine_checkpoint_loading

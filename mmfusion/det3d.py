@@ -15,8 +15,8 @@ of :mod:`mmfusion.utils.compat` (checkpoint loading under torch>=2.6, ``np.long`
 """
 # Registration: importing each module registers its classes (into mmdet3d's registries, or into
 # mmengine's root registries for the host-neutral hooks).
-from mmfusion.datasets.transforms import (calib_perturbation,  # noqa: F401
-                                          multimodal_object_sample)
+from mmfusion.datasets.transforms import calib_perturbation  # noqa: F401
+from mmfusion.datasets.transforms import multimodal_object_sample  # noqa: F401
 from mmfusion.engine.hooks import norm_eval_hook, random_state_hook  # noqa: F401
 from mmfusion.models.detectors import sslfusion  # noqa: F401
 from mmfusion.models.fusion import (gemini_point_fusion, latent_fusion,  # noqa: F401

@@ -20,7 +20,7 @@ from mmfusion.datasets.transforms import (depth_loading, pack_rgbd_inputs,  # no
 from mmfusion.engine.hooks import (norm_eval_hook, optimizer_reset_hook,  # noqa: F401
                                    random_state_hook)
 from mmfusion.evaluation import multi_output_iou_metric  # noqa: F401
-from mmfusion.models.backbones import gemini_mit  # noqa: F401
+from mmfusion.models.backbones import gemini_mix_vision_transformer  # noqa: F401
 from mmfusion.models.data_preprocessors import rgbd_seg_data_preprocessor  # noqa: F401
 from mmfusion.models.decode_heads import segformer_mlp_head  # noqa: F401
 from mmfusion.models.fusion import gemini_fusion  # noqa: F401

@@ -57,8 +57,7 @@ from torch.utils.data import Dataset as TorchDataset
 from torch.utils.data import Subset
 
 from mmfusion.datasets.normal_sample_selection import (BRIGHTNESS_RANGE, MIN_CONTRAST,
-                                                       NormalSampleSelector,
-                                                       image_statistics)
+                                                       NormalSampleSelector, image_statistics)
 from mmfusion.models.losses.gmm_fitting import fit_gmm_by_bic
 from mmfusion.models.losses.gmm_nll_loss import GaussianMixturePrior
 from mmfusion.utils.compat import restore_mmengine_checkpoint_loading

@@ -34,3 +34,4 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', interval=max_epochs))
 load_from = None  # the stock config downloads pretrained weights; nothing is fetched here
 visualizer = dict(type='CameraViewDet3DVisualizer')
+custom_hooks = [dict(type='RandomStateHook')]  # bit-exact --resume (mmfusion.engine.hooks)

@@ -10,8 +10,9 @@ This module adds the two things mmseg's converter does not know:
 
 - per-modality norms: a GeminiFusion checkpoint names them ``<norm>.ln_0`` / ``<norm>.ln_1``
   (official ``LayerNormParallel``), mmfusion ``<norm>.0`` / ``<norm>.1``
-  (:class:`~mmfusion.models.backbones.gemini_mit.PerModalityNorm`); a single-modality MiT norm
-  ``<norm>`` is written to both (``expand_norms``), as the official ``expand_state_dict`` does;
+  (:class:`~mmfusion.models.backbones.gemini_mix_vision_transformer.PerModalityNorm`); a
+  single-modality MiT norm ``<norm>`` is written to both (``expand_norms``), as the official
+  ``expand_state_dict`` does;
 - the GeminiFusion block in each attention (:data:`FUSION_RULES`, the mapping documented in
   :mod:`mmfusion.models.fusion.gemini_fusion`).
 

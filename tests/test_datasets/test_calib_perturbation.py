@@ -12,8 +12,7 @@ import pytest
 from mmengine.config import Config
 
 import mmfusion.det3d  # noqa: F401  (registers PerturbCalibration)
-from mmfusion.datasets.transforms.calib_perturbation import (PerturbCalibration,
-                                                             calib_error_matrix)
+from mmfusion.datasets.transforms.calib_perturbation import PerturbCalibration, calib_error_matrix
 from tests.utils import REPO_ROOT, TINY_MVXNET_CFG, kitti_cfg_options
 
 pytestmark = pytest.mark.default_scope('mmdet3d')

@@ -20,12 +20,12 @@ from mmdet.registry import TRANSFORMS
 
 import mmfusion.det  # noqa: F401  (registers the transforms, as custom_imports does)
 from mmfusion.converters.llvip import create_llvip_infos
-from mmfusion.datasets.paired_coco import PairedCocoDataset
-from mmfusion.datasets.transforms.paired_loading import LoadPairedImageFromFile
 from mmfusion.datasets.normal_sample_selection import image_statistics
+from mmfusion.datasets.paired_coco import PairedCocoDataset
 from mmfusion.datasets.transforms.degradations import (DEGRADATION_KINDS, FOG_AIRLIGHT,
                                                        RandomRGBDegradation, RGBDegradation,
                                                        degradation_parameters, degrade)
+from mmfusion.datasets.transforms.paired_loading import LoadPairedImageFromFile
 
 pytestmark = pytest.mark.default_scope('mmdet')
 

@@ -15,8 +15,7 @@ from mmcv.transforms import Compose
 from PIL import Image
 
 import mmfusion.seg  # noqa: F401  (registers the modules, as custom_imports does)
-from mmfusion.datasets.nyudv2 import NYUDv2Dataset
-from mmfusion.datasets.nyudv2 import NYUDV2_CLASSES
+from mmfusion.datasets.nyudv2 import NYUDV2_CLASSES, NYUDv2Dataset
 from mmfusion.datasets.transforms.depth_loading import EncodeDepth, LoadDepthFromFile
 
 pytestmark = pytest.mark.default_scope('mmseg')
@@ -167,6 +166,7 @@ def test_transforms_refuse_misaligned_pair():
 
 def test_pack_and_preprocess_batch_both_modalities():
     from mmengine.dataset import pseudo_collate
+
     from mmfusion.models.data_preprocessors.rgbd_seg_data_preprocessor import \
         RGBDSegDataPreProcessor
     ds = _dataset(LOADING + [dict(type='RGBDResize', scale=(320, 240), keep_ratio=True),

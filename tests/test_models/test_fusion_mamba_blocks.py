@@ -10,11 +10,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmfusion.models.fusion.dssf import DualStateSpaceFusion, DualStateSpaceFusionBlock
+from mmfusion.models.fusion.dual_state_space_fusion import (SSM_PARAMS, DualStateSpaceFusion,
+                                                            DualStateSpaceFusionBlock)
 from mmfusion.models.fusion.fusion_mamba_block import FusionMambaBlock
-from mmfusion.models.fusion.sscs import StateSpaceChannelSwapping
-from mmfusion.models.fusion.dssf import SSM_PARAMS
-from mmfusion.models.fusion.sscs import swap_channel_quarters
+from mmfusion.models.fusion.state_space_channel_swapping import (StateSpaceChannelSwapping,
+                                                                 swap_channel_quarters)
 from mmfusion.ops.selective_scan import selective_scan_reference
 
 ss2d_module = importlib.import_module('mmfusion.models.layers.ss2d')

@@ -24,8 +24,8 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 import mmfusion.seg  # noqa: F401  (registers the modules, as custom_imports does)
-from mmfusion.models.backbones.gemini_mit import GeminiMixVisionTransformer
-from mmfusion.models.backbones.gemini_mit import PerModalityNorm
+from mmfusion.models.backbones.gemini_mix_vision_transformer import (GeminiMixVisionTransformer,
+                                                                     PerModalityNorm)
 from mmfusion.models.fusion.gemini_fusion import GeminiFusionAttention
 
 pytestmark = pytest.mark.default_scope('mmseg')
@@ -313,7 +313,7 @@ def test_parameter_groups_follow_the_official_ones():
     alpha = [g for g in wrapper.optimizer.param_groups
              if any(p is model.ensemble_alpha for p in g['params'])]
     assert len(alpha) == 1 and alpha[0]['lr'] == base and alpha[0]['weight_decay'] == 0.01
-    assert [h['type'] for h in learned.custom_hooks] == ['OptimizerResetHook']
+    assert [h['type'] for h in learned.custom_hooks] == ['OptimizerResetHook', 'RandomStateHook']
 
 
 class _StageProbe(Hook):

@@ -196,6 +196,7 @@ def test_pack_by_batch():
 def test_real_kitti_frames_batch():
     """Two real frames of different sizes: point (x, y, z, r) and pixel colours as features."""
     import mmcv
+
     from mmfusion.models.fusion.space_alignment import SpaceAlignment
     from tests.test_models.test_space_alignment import read_calib
     feats_pts, feats_img, idx = [], [], []
@@ -241,6 +242,7 @@ def test_bad_input_raises():
 
 def test_registered():
     from mmdet3d.registry import MODELS
+
     import mmfusion.det3d  # noqa: F401
     module = MODELS.build(dict(type='LatentCrossModalFusion', channels=C, mode='attention',
                                num_heads=4))

@@ -149,6 +149,7 @@ def test_backward_reaches_backbone_and_image_branch(scene):
 
 def test_config_and_errors():
     from mmdet3d.registry import MODELS
+
     import mmfusion.det3d  # noqa: F401
     saf = MODELS.build(dict(type='ScaleAlignedFusion'))  # the official 4-stage layout
     # voxel strides 1..8 read FPN levels 0..3 of the official FPN (from C3, strides 8..128)

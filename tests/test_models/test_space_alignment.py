@@ -249,6 +249,7 @@ def test_real_training_pipeline_metainfo(kitti_infos_root):
     augmented points match the original image at the un-augmented projection."""
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
+
     from tests.utils import TINY_MVXNET_CFG, kitti_cfg_options
     cfg = Config.fromfile(TINY_MVXNET_CFG)
     cfg.merge_from_dict(kitti_cfg_options(kitti_infos_root))

@@ -114,7 +114,8 @@ def test_config_builds_with_its_switches(path, kitti_infos_root):
     else:
         assert not samplers
     if 'normeval-ft' in name:  # the overfit's second stage: BatchNorm frozen throughout
-        assert cfg.custom_hooks == [dict(type='NormEvalHook', begin_iter=0)]
+        assert cfg.custom_hooks == [dict(type='NormEvalHook', begin_iter=0),
+                                    dict(type='RandomStateHook')]
         assert cfg.load_from.endswith('sslfusion_kitti_sample_overfit/epoch_15.pth')
     if 'r50' in name:
         assert model.img_backbone.depth == 50

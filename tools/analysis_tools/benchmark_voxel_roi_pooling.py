@@ -92,6 +92,7 @@ def make_inputs(args):
 def build_extractor():
     from mmdet3d.registry import MODELS
     from mmengine.registry import init_default_scope
+
     import mmfusion.det3d  # noqa: F401  (registers VoxelRoIGridPooling)
     init_default_scope('mmdet3d')
     extractor = MODELS.build(dict(

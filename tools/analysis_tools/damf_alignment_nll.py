@@ -159,8 +159,9 @@ def main(argv: Optional[List[str]] = None) -> dict:
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
-    import mmfusion.det  # noqa: F401
     from mmdet.registry import MODELS
+
+    import mmfusion.det  # noqa: F401
 
     model_cfg = copy.deepcopy(cfg.model)
     if args.gmm_file:

@@ -30,9 +30,9 @@ from typing import Dict, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-from mmfusion.models.fusion.dssf import DualStateSpaceFusion
+from mmfusion.models.fusion.dual_state_space_fusion import DualStateSpaceFusion
 from mmfusion.models.fusion.fusion_mamba_block import FusionMambaBlock
-from mmfusion.models.fusion.sscs import StateSpaceChannelSwapping
+from mmfusion.models.fusion.state_space_channel_swapping import StateSpaceChannelSwapping
 
 BLOCKS = dict(fmb=FusionMambaBlock, sscs=StateSpaceChannelSwapping, dssf=DualStateSpaceFusion)
 INPUT_NAMES = ('x_rgb', 'x_ir')

@@ -15,8 +15,9 @@ Source: github.com/JiaDingCN/GeminiFusion, main branch. ``main.py`` saves
 Mapping (target: ``GeminiFusionEncoderDecoder``):
 
 - encoder -> ``backbone.``: ``.module.`` dropped, ``ln_0``/``ln_1`` -> ``0``/``1``
-  (:class:`~mmfusion.models.backbones.gemini_mit.PerModalityNorm`), then mmseg's own
-  ``tools/model_converters/mit2mmseg.py`` (``convert_mit``, called, not copied) for the MiT names,
+  (:class:`~mmfusion.models.backbones.gemini_mix_vision_transformer.PerModalityNorm`), then
+  mmseg's own ``tools/model_converters/mit2mmseg.py`` (``convert_mit``, called, not copied)
+  for the MiT names,
   then the fusion names of :mod:`mmfusion.models.fusion.gemini_fusion`
   (``cross_attn_0_to_1`` -> ``attn.fusion.attn_a``, ``cross_attn_1_to_0`` -> ``attn_b``,
   ``relation_judger.0.fc1/fc2`` -> ``relation_discriminator.0/2``, noise embeddings as they are);

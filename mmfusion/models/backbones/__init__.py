@@ -1,2 +1,3 @@
-"""Backbones: ``dual_stream_csp_darknet`` (mmdet, Fusion-Mamba) and ``gemini_mit`` (mmseg,
-GeminiFusion). Imported by the entry points, not here (see :mod:`mmfusion.models`)."""
+"""Backbones: ``dual_stream_csp_darknet`` (mmdet, Fusion-Mamba) and
+``gemini_mix_vision_transformer`` (mmseg, GeminiFusion). Imported by the entry points, not here
+(see :mod:`mmfusion.models`)."""

@@ -19,19 +19,20 @@ Computation, inputs F_R, F_IR (B, C, H, W)::
 Ablation switches (paper Sec. 4): ``use_sscs=False`` skips SSCS (DSSF takes F_R, F_IR),
 ``use_dssf=False`` skips DSSF (out = F + SSCS(F)), both False returns the inputs unchanged (the
 two-stream baseline without FMB), ``single_branch=True`` keeps only one direction of DSSF's dual
-gating (see :mod:`mmfusion.models.fusion.dssf`). SSCS and DSSF run channels-last inside the FMB:
-the inputs are permuted once, not per module.
+gating (see :mod:`mmfusion.models.fusion.dual_state_space_fusion`). SSCS and DSSF run
+channels-last inside the FMB: the inputs are permuted once, not per module.
 
 Size at the official YOLOv5-l widths (N = 8, d_state 16, expand 2; SSCS / DSSF shares): C = 256
 (P3) 8.88 M parameters (1.14 M / 7.74 M), C = 512 (P4) 33.22 M (4.11 M / 29.11 M), C = 1024 (P5)
 128.31 M (15.55 M / 112.75 M); 170.4 M for the three levels. Speed and memory against transformer
 cross-attention fusion: ``tools/analysis_tools/benchmark_fusion_mamba_block.py``.
 
-Fixes of the official code (details in :mod:`~mmfusion.models.fusion.sscs` and
-:mod:`~mmfusion.models.fusion.dssf`): the N DSSF blocks are chained (officially all N take the
-same input, so only the last one counts); the infrared gating uses the un-mixed RGB features
-(officially the already-mixed RGB output); no ``.cuda()``; no hard import of mamba-ssm (the
-selective scans dispatch through :func:`mmfusion.ops.selective_scan`, PyTorch on CPU).
+Fixes of the official code (details in :mod:`~mmfusion.models.fusion.state_space_channel_swapping`
+and :mod:`~mmfusion.models.fusion.dual_state_space_fusion`): the N DSSF blocks are chained
+(officially all N take the same input, so only the last one counts); the infrared gating uses the
+un-mixed RGB features (officially the already-mixed RGB output); no ``.cuda()``; no hard import of
+mamba-ssm (the selective scans dispatch through :func:`mmfusion.ops.selective_scan`, PyTorch on
+CPU).
 """
 from typing import Optional, Tuple
 
@@ -39,8 +40,8 @@ from mmdet.registry import MODELS
 from mmengine.model import BaseModule
 from torch import Tensor
 
-from .dssf import DualStateSpaceFusion
-from .sscs import StateSpaceChannelSwapping
+from .dual_state_space_fusion import DualStateSpaceFusion
+from .state_space_channel_swapping import StateSpaceChannelSwapping
 
 __all__ = ['FusionMambaBlock']
 
@@ -62,7 +63,7 @@ class FusionMambaBlock(BaseModule):
         drop_path (float): Stochastic depth rate of every VSS / DSSF block. Defaults to 0.
         official_dssf (bool): DSSF exactly as the official ``CrossLayer`` (blocks not chained,
             official infrared gating), for official checkpoints; see
-            :mod:`~mmfusion.models.fusion.dssf`. Defaults to False.
+            :mod:`~mmfusion.models.fusion.dual_state_space_fusion`. Defaults to False.
         init_cfg (dict, optional): mmengine init config. Defaults to None.
         **ss2d_kwargs: Arguments of :class:`~mmfusion.models.layers.SS2D` for every scan
             (``d_state`` (default 16), ``expand`` (2), ``dt_rank``, ``dropout``, ...).

@@ -65,8 +65,8 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
-from mmengine.registry import MODELS
 from mmengine.model import BaseModule
+from mmengine.registry import MODELS
 from torch import Tensor, nn
 
 from mmfusion.ops import selective_scan

@@ -19,8 +19,8 @@ ones, so official block weights load as is.
 from typing import Optional
 
 from mmcv.cnn.bricks.drop import DropPath
-from mmengine.registry import MODELS
 from mmengine.model import BaseModule
+from mmengine.registry import MODELS
 from torch import Tensor, nn
 
 from .ss2d import SS2D

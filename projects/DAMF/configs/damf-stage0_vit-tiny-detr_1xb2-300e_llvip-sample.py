@@ -90,3 +90,4 @@ randomness = dict(seed=0)
 default_hooks = dict(
     logger=dict(interval=3), checkpoint=dict(interval=100, max_keep_ckpts=1),
     visualization=dict(draw=False))
+custom_hooks = [dict(type='RandomStateHook')]  # bit-exact --resume (mmfusion.engine.hooks)

@@ -78,7 +78,7 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', eta_min=1e-4, begin=5, end=max_epochs,
          T_max=max_epochs - 5, by_epoch=True, convert_to_iter_based=True),
 ]
-custom_hooks = []  # no mosaic to switch off, no EMA
+custom_hooks = [dict(type='RandomStateHook')]  # no mosaic to switch off, no EMA
 default_hooks = dict(
     logger=dict(interval=1),
     checkpoint=dict(_delete_=True, type='CheckpointHook', interval=max_epochs, max_keep_ckpts=1))

@@ -9,4 +9,5 @@ optim_wrapper = dict(
     paramwise_cfg=dict(custom_keys={'ensemble_alpha': dict(lr_mult=1.0, decay_mult=1.0)}))
 custom_hooks = [
     dict(type='OptimizerResetHook', reset_iters=[_base_.stage_iters, 2 * _base_.stage_iters]),
+    dict(type='RandomStateHook'),
 ]

@@ -75,3 +75,4 @@ default_hooks = dict(
     visualization=dict(type='SegVisualizationHook'))
 env_cfg = dict(cudnn_benchmark=False)
 randomness = dict(seed=0)
+custom_hooks = [dict(type='RandomStateHook')]  # bit-exact --resume (mmfusion.engine.hooks)

@@ -14,3 +14,4 @@ custom_imports = dict(imports=['mmfusion.det3d'], allow_failed_imports=False)
 
 model = dict(pts_voxel_encoder=dict(
     type='GeminiDynamicVFE', fusion_layer=dict(type='GeminiPointFusion')))
+custom_hooks = [dict(type='RandomStateHook')]  # bit-exact --resume (mmfusion.engine.hooks)

@@ -8,3 +8,4 @@ _base_ = ['mmdet3d::mvxnet/mvxnet_fpn_dv_second_secfpn_8xb2-80e_kitti-3d-3class.
 custom_imports = dict(imports=['mmfusion.det3d'], allow_failed_imports=False)
 
 model = dict(pts_voxel_encoder=dict(fusion_layer=dict(type='GeminiPointFusion')))
+custom_hooks = [dict(type='RandomStateHook')]  # bit-exact --resume (mmfusion.engine.hooks)

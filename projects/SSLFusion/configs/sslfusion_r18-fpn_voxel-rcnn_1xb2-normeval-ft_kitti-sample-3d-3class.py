@@ -17,5 +17,5 @@ param_scheduler = [
          by_epoch=True, convert_to_iter_based=True)
 ]
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
-custom_hooks = [dict(type='NormEvalHook', begin_iter=0)]
+custom_hooks = [dict(type='NormEvalHook', begin_iter=0), dict(type='RandomStateHook')]
 default_hooks = dict(checkpoint=dict(type='CheckpointHook', interval=5, max_keep_ckpts=1))

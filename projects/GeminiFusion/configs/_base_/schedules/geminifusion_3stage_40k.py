@@ -52,6 +52,7 @@ custom_hooks = [
     dict(type='OptimizerResetHook', reset_iters=[stage_iters, 2 * stage_iters]),
     # official --freeze-bn True: BatchNorm layers in eval mode for the whole training
     dict(type='NormEvalHook', begin_iter=0),
+    dict(type='RandomStateHook'),  # bit-exact --resume (mmfusion.engine.hooks)
 ]
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
@@ -66,4 +67,3 @@ default_hooks = dict(
     visualization=dict(type='SegVisualizationHook'))
 # official: 3 GPUs x 2 images
 auto_scale_lr = dict(enable=False, base_batch_size=6)
-custom_hooks = [dict(type='RandomStateHook')]  # bit-exact --resume (mmfusion.engine.hooks)
