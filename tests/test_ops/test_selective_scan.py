@@ -251,6 +251,26 @@ def test_plain_autograd_baseline_matches_reference(b_layout, c_layout):
     _assert_matches_reference(args, num_segments=3, block_len=4, recompute=False)
 
 
+@pytest.mark.parametrize('load,expected', [(100.0, 1), (0.0, 2)])
+def test_step_loop_on_one_thread_while_machine_is_busy(monkeypatch, load, expected):
+    """Oversubscribed (load average >= 1.5 per core): forward and backward loops on one thread;
+    idle: torch's count. Results unchanged, thread count restored."""
+    monkeypatch.setattr(ts.os, 'getloadavg', lambda: (load, load, load))
+    monkeypatch.setattr(ts, '_STEP_SERIAL_ELEMS', 0)  # no per-step rule at these tiny sizes
+    counts = []
+    real = torch.set_num_threads
+    monkeypatch.setattr(torch, 'set_num_threads', lambda n: counts.append(n) or real(n))
+    previous = torch.get_num_threads()
+    real(2)
+    try:
+        args = _inputs(options=OPTIONS['all'])
+        _assert_matches_reference(args, num_segments=1, block_len=4)
+        assert torch.get_num_threads() == 2
+    finally:
+        real(previous)
+    assert counts == ([1, 2] * 3 if expected == 1 else [])  # grad forward, backward, no-grad
+
+
 def _numpy_scan(args):
     """Explicit float64 loops straight from the recurrence (no vectorisation)."""
     a = {k: v.double().numpy() for k, v in _tensors(args).items()}

@@ -4,22 +4,22 @@ CPU sections (``--device cpu``, the default), each writing into one JSON report:
 
 - ``forward``: ``selective_scan_torch`` vs ``selective_scan_reference`` (mamba-ssm
   ``selective_scan_ref`` structure: discretise into (B, D, L, N) tensors, then loop over L), and
-  the scan with its per-step ops on torch's thread pool (``pooled_step_ops``: the scan before
-  those ops were made single-threaded), forward under ``torch.no_grad`` at ``--batch/--dim/
-  --length``; checks that they agree.
+  the scan with all its ops on torch's thread pool (``pooled_threads``: the scan before its
+  thread rules, see ``mmfusion.ops.selective_scan.torch_scan``, step 5), forward under
+  ``torch.no_grad`` at ``--batch/--dim/--length``; checks that they agree.
 - ``forward_backward``: the same with autograd at ``--grad-length``: the recomputing backward
   (``recompute``, the default) vs plain autograd through the scan's ops (``plain_autograd``,
-  the earlier behaviour) vs the loop; every gradient compared with the loop's.
+  the earlier behaviour, with pooled threads) vs the loop; every gradient compared with the loop's.
 - ``p3_training`` (``--p3``): one Fusion-Mamba P3 scan call as SS2D makes it (B=1, K=4 x 512 =
   2048 channels, L=80x80=6400, N=16, B/C grouped (B, 4, N, L), D skip, delta bias, softplus),
   forward+backward, recompute vs plain autograd, interleaved: time of the forward and of the
   backward, and the peak increase of resident memory (``VmHWM``, see
   :mod:`mmfusion.utils.process_memory`; inputs and cotangent allocated before) per run;
-  forward-only (no_grad) time of the scan and of the scan with pooled step ops.
+  forward-only (no_grad) time of the scan and of the scan with pooled threads.
 - ``oversubscription`` (``--concurrent N``): N processes (this script, ``--worker``) each timing
   the forward of the ``forward`` section at once, with torch's default thread count and with
   one thread each, against one process alone; each variant for the current scan and for the
-  pooled step ops.
+  pooled threads.
 
 CUDA (``--device cuda``): the Triton kernel, the PyTorch scan and mamba-ssm's kernel (when its
 compiled extension imports), forward and forward+backward at ``--batch/--dim/--length``
@@ -71,7 +71,7 @@ def parse_args(argv=None):
                         help='processes of the oversubscription section (0: skip)')
     parser.add_argument('--threads', type=int, default=None, help='torch.set_num_threads')
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--worker', choices=('current', 'pooled_step_ops'), default=None,
+    parser.add_argument('--worker', choices=('current', 'pooled_threads'), default=None,
                         help=argparse.SUPPRESS)  # one process of the oversubscription section
     parser.add_argument('--out', default='work_dirs/benchmarks/selective_scan_cpu.json')
     return parser.parse_args(argv)
@@ -137,20 +137,20 @@ def summary(times):
                 median_s=round(statistics.median(times), 4))
 
 
-class pooled_step_ops:
-    """Context: the scan's per-step ops use torch's thread pool (as before they were made
-    single-threaded)."""
+class pooled_threads:
+    """Context: every op of the scan uses torch's thread pool, as before the scan's thread rules
+    (per-step ops of small states and every step loop on a busy machine on one thread)."""
 
     def __enter__(self):
-        self.saved = torch_scan._STEP_SERIAL_ELEMS
-        torch_scan._STEP_SERIAL_ELEMS = 0
+        self.saved = torch_scan._STEP_SERIAL_ELEMS, torch_scan._BUSY_LOAD_PER_CORE
+        torch_scan._STEP_SERIAL_ELEMS, torch_scan._BUSY_LOAD_PER_CORE = 0, float('inf')
 
     def __exit__(self, *exc):
-        torch_scan._STEP_SERIAL_ELEMS = self.saved
+        torch_scan._STEP_SERIAL_ELEMS, torch_scan._BUSY_LOAD_PER_CORE = self.saved
 
 
 def scan_pooled(**inputs):
-    with pooled_step_ops():
+    with pooled_threads():
         return ss.selective_scan_torch(**inputs)
 
 
@@ -161,7 +161,7 @@ def bench_forward(args):
         ss.selective_scan_torch(**inputs)  # warm-up (allocator, thread pool)
         times, results = time_interleaved(
             dict(scan=lambda: ss.selective_scan_torch(**inputs),
-                 pooled_step_ops=lambda: scan_pooled(**inputs),
+                 pooled_threads=lambda: scan_pooled(**inputs),
                  loop=lambda: ss.selective_scan_reference(**inputs)), args.repeat)
     (out, last), (ref, ref_last) = results['scan'], results['loop']
     result = {name: summary(t) for name, t in times.items()}
@@ -169,7 +169,7 @@ def bench_forward(args):
                   speedup_median=round(statistics.median(times['loop']) /
                                        statistics.median(times['scan']), 2),
                   rel_err_output=rel_err(out, ref), rel_err_last_state=rel_err(last, ref_last),
-                  rel_err_pooled_vs_scan=rel_err(results['pooled_step_ops'][0], out))
+                  rel_err_pooled_vs_scan=rel_err(results['pooled_threads'][0], out))
     result['agree_1e-4'] = max(result['rel_err_output'], result['rel_err_last_state']) <= 1e-4
     return result
 
@@ -193,7 +193,7 @@ def bench_forward_backward(args):
     cotangent = torch.randn(args.batch, args.dim, args.grad_length,
                             generator=torch.Generator().manual_seed(args.seed + 1))
     fns = dict(recompute=lambda: run_with_grads(ss.selective_scan_torch, inputs, cotangent),
-               plain_autograd=lambda: run_with_grads(ss.selective_scan_torch, inputs, cotangent,
+               plain_autograd=lambda: run_with_grads(scan_pooled, inputs, cotangent,
                                                      recompute=False),
                loop=lambda: run_with_grads(ss.selective_scan_reference, inputs, cotangent))
     fns['recompute']()  # warm-up
@@ -221,8 +221,9 @@ def bench_p3(args):
     for i in range(args.repeat + 1):  # the first round is a warm-up
         for name in runs:
             base = reset_peak_rss()
-            out, grads, fwd_s, bwd_s = run_with_grads(
-                ss.selective_scan_torch, inputs, cotangent, recompute=name == 'recompute')
+            out, grads, fwd_s, bwd_s = run_with_grads(  # before: plain autograd, pooled
+                ss.selective_scan_torch if name == 'recompute' else scan_pooled, inputs,
+                cotangent, recompute=name == 'recompute')
             peak = (status_bytes('VmHWM') - base) / 2**20
             if i > 0:
                 runs[name].append(dict(forward_s=round(fwd_s, 3), backward_s=round(bwd_s, 3),
@@ -234,7 +235,7 @@ def bench_p3(args):
     with torch.no_grad():
         no_grad = {k: v for k, v in inputs.items()}
         times, _ = time_interleaved(dict(scan=lambda: ss.selective_scan_torch(**no_grad),
-                                         pooled_step_ops=lambda: scan_pooled(**no_grad)),
+                                         pooled_threads=lambda: scan_pooled(**no_grad)),
                                     args.repeat)
 
     def median(name, key):
@@ -259,7 +260,7 @@ def worker(args):
     """One process of the oversubscription section: print the forward times as JSON."""
     inputs = make_inputs(args.batch, args.dim, args.length, args.state, args.layout,
                          args.groups, args.seed)
-    fn = scan_pooled if args.worker == 'pooled_step_ops' else ss.selective_scan_torch
+    fn = scan_pooled if args.worker == 'pooled_threads' else ss.selective_scan_torch
     with torch.no_grad():
         fn(**inputs)  # warm-up
         times, _ = time_interleaved(dict(scan=lambda: fn(**inputs)), args.repeat)
@@ -272,7 +273,7 @@ def bench_oversubscription(args):
         'per-process median forward time; alone = one process on the machine (other jobs '
         'aside), concurrent = all processes started together'))
     for threads in (None, 1):
-        for variant in ('current', 'pooled_step_ops'):
+        for variant in ('current', 'pooled_threads'):
             command = [sys.executable, osp.abspath(__file__), '--worker', variant,
                        '--repeat', str(args.repeat)] + [
                            f'--{k}={getattr(args, k)}'

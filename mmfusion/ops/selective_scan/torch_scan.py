@@ -38,9 +38,11 @@ evaluated step by step too, but:
    k gets the correction ``sum_n C_t[n] * exp(A[n] * S_t) * h0_k[n]``, ``S_t`` the cumulative
    sum of delta inside the segment up to step t.
 5. Threads: the per-step ops of a small state (up to ``_STEP_SERIAL_ELEMS`` elements) run on
-   one thread; only the block-sized ops use torch's thread pool. Thousands of tiny parallel
-   regions otherwise each wait for every pool thread, which collapses when another process
-   holds the cores (oversubscription).
+   one thread; only the block-sized ops use torch's thread pool. And while the machine is
+   oversubscribed (1-minute load average at least ``_BUSY_LOAD_PER_CORE`` times the cores, the
+   rule of libgomp's ``OMP_DYNAMIC``), the whole step loop runs on one thread. Every parallel
+   region waits for all pool threads, so thousands of them collapse when other processes hold
+   the cores (one scan took 30x longer next to a second one).
 
 Why it is exact: steps 1-3 evaluate the reference's recurrence operation for operation (in
 another memory order), and the two-level form is an identity: the recurrence is linear in h,
@@ -77,6 +79,7 @@ forward's functional ops, the earlier behaviour, kept as the benchmarks' baselin
 """
 import contextlib
 import math
+import os
 from typing import Iterator, Optional, Tuple
 
 import torch
@@ -101,6 +104,8 @@ _SEGMENTED_STEP_ELEMS = 1 << 13
 _MIN_SEGMENT_LEN = 32
 # Per-step ops on at most this many elements run on one thread (see the module docstring).
 _STEP_SERIAL_ELEMS = 1 << 16
+# The step loop runs on one thread while the load average per core is at least this.
+_BUSY_LOAD_PER_CORE = 1.5
 
 
 def selective_scan_torch(u: Tensor,
@@ -212,17 +217,18 @@ def _forward(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optio
         if num_segments == 1:
             y_steps = A2.new_empty((seg_len, rows, groups, dim // groups))
     ys, dts, starts = [], [], []
-    for start in range(0, seg_len, chunk_len):
-        chunk = slice(start, start + chunk_len)
-        starts.append(h)
-        dt = _chunk_delta(delta_steps[chunk], delta_bias, delta_softplus,
-                          None if padding is None else padding[chunk])
-        dt = dt.view(dt.shape[0], rows, groups, dim // groups)
-        dtu = dt * u_steps[chunk].float().view_as(dt)
-        y, h = _scan_chunk(dt, dtu, A2, _at(Bt, chunk), _at(Ct, chunk), h, block_len,
-                           workspace, None if y_steps is None else y_steps[chunk])
-        ys.append(y)
-        dts.append(dt if num_segments > 1 else None)
+    with _loop_threads():
+        for start in range(0, seg_len, chunk_len):
+            chunk = slice(start, start + chunk_len)
+            starts.append(h)
+            dt = _chunk_delta(delta_steps[chunk], delta_bias, delta_softplus,
+                              None if padding is None else padding[chunk])
+            dt = dt.view(dt.shape[0], rows, groups, dim // groups)
+            dtu = dt * u_steps[chunk].float().view_as(dt)
+            y, h = _scan_chunk(dt, dtu, A2, _at(Bt, chunk), _at(Ct, chunk), h, block_len,
+                               workspace, None if y_steps is None else y_steps[chunk])
+            ys.append(y)
+            dts.append(dt if num_segments > 1 else None)
     del delta_steps, u_steps  # (B, D, L) each: freed before the output is allocated
     if num_segments > 1:
         ys, h = _join_segments(ys, dts, h, A2, Ct, chunk_len, block_len, batch)
@@ -244,8 +250,27 @@ def _log2e_times(A: Tensor, groups: int) -> Tensor:
 def _step_threads(step_elems: int) -> Iterator[None]:
     """Run the enclosed per-step ops on one thread if a step has few elements (see the module
     docstring, step 5); torch's thread count is restored afterwards."""
+    with _one_thread(step_elems <= _STEP_SERIAL_ELEMS):
+        yield
+
+
+@contextlib.contextmanager
+def _loop_threads() -> Iterator[None]:
+    """Run the enclosed step loop on one thread while the machine is oversubscribed (module
+    docstring, step 5)."""
+    try:
+        busy = os.getloadavg()[0] >= _BUSY_LOAD_PER_CORE * (os.cpu_count() or 1)
+    except OSError:  # no load average on this platform
+        busy = False
+    with _one_thread(busy):
+        yield
+
+
+@contextlib.contextmanager
+def _one_thread(condition: bool) -> Iterator[None]:
+    """torch's thread count set to 1 inside the context if ``condition``, then restored."""
     threads = torch.get_num_threads()
-    if threads == 1 or step_elems > _STEP_SERIAL_ELEMS:
+    if threads == 1 or not condition:
         yield
         return
     torch.set_num_threads(1)
@@ -297,51 +322,52 @@ def _backward(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Opti
              grad_last.float().view(batch, groups, chans, dstate).transpose(-1, -2))
     states = torch.empty((min(chunk_len, seqlen), ) + state_shape, **f32)
 
-    for index in reversed(range(len(starts))):
-        chunk = slice(index * chunk_len, min(seqlen, (index + 1) * chunk_len))
-        steps = chunk.stop - chunk.start
-        x = _chunk_steps(delta, chunk)  # (T, B, D)
-        if delta_bias is not None:
-            x = x + delta_bias.float()
-        dt = F.softplus(x) if delta_softplus else x
-        u_c = _chunk_steps(u, chunk)
-        dtu = dt * u_c
-        grad_y = _chunk_steps(grad_out, chunk)
-        if z is not None:
-            z_c = _chunk_steps(z, chunk)
-            sig = torch.sigmoid(z_c)
-            gate_grad = grad_y
-            grad_y = grad_y * (z_c * sig)  # gradient of y before the gate
-        B_c, C_c = _at(Bt, chunk), _at(Ct, chunk)
-        split = (steps, batch, groups, chans)
-        H = _chunk_states(dt.view(split), dtu.view(split), A2, B_c, starts[index], block_len,
-                          states[:steps])
-        if z is not None:  # d out / d z = (y + D u) * silu'(z)
-            y = _contract(H, C_c).view(steps, batch, dim)
+    with _loop_threads():
+        for index in reversed(range(len(starts))):
+            chunk = slice(index * chunk_len, min(seqlen, (index + 1) * chunk_len))
+            steps = chunk.stop - chunk.start
+            x = _chunk_steps(delta, chunk)  # (T, B, D)
+            if delta_bias is not None:
+                x = x + delta_bias.float()
+            dt = F.softplus(x) if delta_softplus else x
+            u_c = _chunk_steps(u, chunk)
+            dtu = dt * u_c
+            grad_y = _chunk_steps(grad_out, chunk)
+            if z is not None:
+                z_c = _chunk_steps(z, chunk)
+                sig = torch.sigmoid(z_c)
+                gate_grad = grad_y
+                grad_y = grad_y * (z_c * sig)  # gradient of y before the gate
+            B_c, C_c = _at(Bt, chunk), _at(Ct, chunk)
+            split = (steps, batch, groups, chans)
+            H = _chunk_states(dt.view(split), dtu.view(split), A2, B_c, starts[index], block_len,
+                              states[:steps])
+            if z is not None:  # d out / d z = (y + D u) * silu'(z)
+                y = _contract(H, C_c).view(steps, batch, dim)
+                if D is not None:
+                    y = torch.addcmul(y, u_c, D.float())
+                grad_z[..., chunk] = (gate_grad * y * sig * (1 + z_c * (1 - sig))).permute(1, 2, 0)
+            grad_dtu = torch.empty(split, **f32)
+            grad_dt = torch.empty(split, **f32)
+            for start in reversed(range(0, steps, block_len)):
+                blk = slice(start, min(steps, start + block_len))
+                before = starts[index] if start == 0 else H[start - 1]
+                carry = _adjoint_block(dt.view(split)[blk], dtu.view(split)[blk],
+                                       grad_y.view(split)[blk], A2, A_state, _at(B_c, blk),
+                                       _at(C_c, blk), H[blk], before, carry, grad_dtu[blk],
+                                       grad_dt[blk], grad_A, _at(_at(grad_Bt, chunk), blk),
+                                       _at(_at(grad_Ct, chunk), blk))
+            grad_dtu, grad_dt = grad_dtu.view(steps, batch, dim), grad_dt.view(steps, batch, dim)
+            grad_dt.addcmul_(grad_dtu, u_c)
+            grad_u_c = grad_dtu.mul_(dt)
             if D is not None:
-                y = torch.addcmul(y, u_c, D.float())
-            grad_z[..., chunk] = (gate_grad * y * sig * (1 + z_c * (1 - sig))).permute(1, 2, 0)
-        grad_dtu = torch.empty(split, **f32)
-        grad_dt = torch.empty(split, **f32)
-        for start in reversed(range(0, steps, block_len)):
-            blk = slice(start, min(steps, start + block_len))
-            before = starts[index] if start == 0 else H[start - 1]
-            carry = _adjoint_block(dt.view(split)[blk], dtu.view(split)[blk],
-                                   grad_y.view(split)[blk], A2, A_state, _at(B_c, blk),
-                                   _at(C_c, blk), H[blk], before, carry, grad_dtu[blk],
-                                   grad_dt[blk], grad_A, _at(_at(grad_Bt, chunk), blk),
-                                   _at(_at(grad_Ct, chunk), blk))
-        grad_dtu, grad_dt = grad_dtu.view(steps, batch, dim), grad_dt.view(steps, batch, dim)
-        grad_dt.addcmul_(grad_dtu, u_c)
-        grad_u_c = grad_dtu.mul_(dt)
-        if D is not None:
-            grad_u_c.addcmul_(grad_y, D.float())
-            grad_D += (grad_y * u_c).sum((0, 1))
-        if delta_softplus:  # torch's softplus: gradient 1 above its threshold (20)
-            grad_dt = torch.where(x > 20, grad_dt, grad_dt * torch.sigmoid(x))
-        grad_bias += grad_dt.sum((0, 1))
-        grad_u[..., chunk] = grad_u_c.permute(1, 2, 0)
-        grad_delta[..., chunk] = grad_dt.permute(1, 2, 0)
+                grad_u_c.addcmul_(grad_y, D.float())
+                grad_D += (grad_y * u_c).sum((0, 1))
+            if delta_softplus:  # torch's softplus: gradient 1 above its threshold (20)
+                grad_dt = torch.where(x > 20, grad_dt, grad_dt * torch.sigmoid(x))
+            grad_bias += grad_dt.sum((0, 1))
+            grad_u[..., chunk] = grad_u_c.permute(1, 2, 0)
+            grad_delta[..., chunk] = grad_dt.permute(1, 2, 0)
 
     grads = (grad_u, grad_delta,
              grad_A.transpose(1, 2).reshape(dim, dstate), _projection_grad(grad_Bt, B),
