@@ -1,7 +1,9 @@
-"""Tests for mmfusion.ops.selective_scan: the fast PyTorch scan against the step-by-step loop.
+"""Tests for mmfusion.ops.selective_scan: the PyTorch scan (forward and its recomputing backward)
+against the step-by-step loop, and the backend dispatch.
 
-Shapes: B batch, D channels, L length, N state size, G groups (as in the module docstring).
-The step-by-step reference is itself checked against an explicit float64 numpy loop.
+Shapes: B batch, D channels, L length, N state size, G groups (see
+``mmfusion.ops.selective_scan.shapes``). The step-by-step reference is itself checked against an
+explicit float64 numpy loop. The Triton kernel is tested in ``test_selective_scan_triton.py``.
 """
 import importlib
 import importlib.abc
@@ -12,11 +14,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-# importlib: ``mmfusion.ops`` may re-export a function of the same name as the submodule.
-ss = importlib.import_module('mmfusion.ops.selective_scan')
-selective_scan = ss.selective_scan
-selective_scan_reference = ss.selective_scan_reference
-selective_scan_torch = ss.selective_scan_torch
+from mmfusion.ops.selective_scan import (selective_scan, selective_scan_reference,
+                                         selective_scan_torch)
+
+# importlib: ``mmfusion.ops.selective_scan`` re-exports functions named like its submodules.
+ts = importlib.import_module('mmfusion.ops.selective_scan.torch_scan')
+dispatch = importlib.import_module('mmfusion.ops.selective_scan.dispatch')
 
 RTOL = 1e-4
 LAYOUTS = ('invariant', 'shared', 'grouped')  # (D, N), (B, N, L), (B, G, N, L)
@@ -127,7 +130,7 @@ def test_different_group_counts_for_b_and_c():
 @pytest.mark.parametrize('batch,dim,seqlen,dstate', [(1, 8, 1000, 4), (2, 3, 257, 16)])
 def test_long_sequence_default_two_level(batch, dim, seqlen, dstate):
     """Small B*D*N: the default splits L into segments; the correction must stay exact."""
-    num_segments, seg_len, _, _ = ss._plan(batch, dim, seqlen, dstate, None, None)
+    num_segments, seg_len, _, _ = ts._plan(batch, dim, seqlen, dstate, None, None)
     assert num_segments > 1 and num_segments * seg_len >= seqlen
     args = _inputs(batch, dim, seqlen, dstate, b_layout='shared', c_layout='shared',
                    options=dict(D=True, delta_bias=True, delta_softplus=True,
@@ -138,7 +141,7 @@ def test_long_sequence_default_two_level(batch, dim, seqlen, dstate):
 @pytest.mark.parametrize('num_segments,chunk_elems', [(1, 1), (1, 48), (3, 1), (3, 200)])
 def test_several_chunks(monkeypatch, num_segments, chunk_elems):
     """Chunks of one or more blocks, the last one partial (L = 37, blocks of 3 steps)."""
-    monkeypatch.setattr(ss, '_CHUNK_ELEMS', chunk_elems)
+    monkeypatch.setattr(ts, '_CHUNK_ELEMS', chunk_elems)
     args = _inputs(b_layout='grouped', c_layout='shared', options=OPTIONS['all'])
     _assert_matches_reference(args, num_segments=num_segments, block_len=3)
     args = _inputs(b_layout='shared', c_layout='invariant', options=OPTIONS['all'])
@@ -147,7 +150,7 @@ def test_several_chunks(monkeypatch, num_segments, chunk_elems):
 
 def test_default_single_level_at_large_width():
     """B*D*N = 32768: one level, several blocks, L not a multiple of them."""
-    assert ss._plan(2, 1024, 45, 16, None, None)[:3] == (1, 45, 16)
+    assert ts._plan(2, 1024, 45, 16, None, None)[:3] == (1, 45, 16)
     args = _inputs(2, 1024, 45, 16, b_layout='grouped', c_layout='shared', b_groups=4,
                    options=OPTIONS['all'])
     with torch.no_grad():
@@ -193,6 +196,79 @@ def test_small_decay_long_memory():
                    options=dict(return_last_state=True))
     _assert_matches_reference(args)
     _assert_matches_reference(args, num_segments=7, block_len=32)
+
+
+def _saved_by_autograd(args, **kwargs):
+    """Tensors that autograd keeps for the backward of one scan call (forward only)."""
+    leaves = {k: v.detach().clone().requires_grad_(True) for k, v in _tensors(args).items()}
+    saved = []
+
+    def pack(t):
+        saved.append(t)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        selective_scan_torch(**{**args, **leaves}, **kwargs)
+    return leaves, saved
+
+
+def test_backward_saves_only_inputs_and_chunk_start_states(monkeypatch):
+    monkeypatch.setattr(ts, '_CHUNK_ELEMS', 8 * 16)  # chunks of 8 steps: 13 chunks for L=100
+    args = _inputs(2, 8, 100, 4, b_layout='grouped', c_layout='shared', options=OPTIONS['all'])
+    leaves, saved = _saved_by_autograd(args, num_segments=1, block_len=4)
+    inputs = {v.data_ptr() for v in leaves.values()}
+    states = [t for t in saved if t.data_ptr() not in inputs]
+    assert len(saved) - len(states) == len(leaves)
+    (starts, ) = states
+    assert starts.shape == (13, 2, 2, 4, 4)  # (chunks, B, G, N, D // G)
+    _, plain = _saved_by_autograd(args, block_len=4, recompute=False)
+    assert sum(t.numel() for t in plain) > 2 * 8 * 100 * 4  # the baseline keeps every step
+
+
+@pytest.mark.parametrize('num_segments', [1, 4])
+def test_gradient_of_the_last_state(monkeypatch, num_segments):
+    """The last state's gradient enters the adjoint recurrence (as plain autograd did)."""
+    monkeypatch.setattr(ts, '_CHUNK_ELEMS', 4 * 8)
+    args = _inputs(b_layout='invariant', c_layout='grouped', options=OPTIONS['all'])
+    grads = []
+    for fn, kwargs in ((selective_scan_torch, dict(num_segments=num_segments, block_len=2)),
+                       (selective_scan_reference, {})):
+        leaves = {k: v.detach().clone().requires_grad_(True) for k, v in _tensors(args).items()}
+        out, last = fn(**{**args, **leaves}, **kwargs)
+        gen = torch.Generator().manual_seed(2)
+        loss = (out * torch.randn(out.shape, generator=gen)).sum()
+        (loss + (last * torch.randn(last.shape, generator=gen)).sum()).backward()
+        grads.append({k: v.grad for k, v in leaves.items()})
+    for name, g in grads[0].items():
+        _assert_rel_close(g, grads[1][name], what=f'grad of {name}')
+
+
+@pytest.mark.parametrize('b_layout,c_layout', [('grouped', 'shared'), ('invariant', 'grouped')])
+def test_plain_autograd_baseline_matches_reference(b_layout, c_layout):
+    """``recompute=False`` (the benchmarks' baseline) still gives the reference's gradients."""
+    args = _inputs(b_layout=b_layout, c_layout=c_layout, options=OPTIONS['all'])
+    _assert_matches_reference(args, recompute=False)
+    _assert_matches_reference(args, num_segments=3, block_len=4, recompute=False)
+
+
+@pytest.mark.parametrize('load,expected', [(100.0, 1), (0.0, 2)])
+def test_step_loop_on_one_thread_while_machine_is_busy(monkeypatch, load, expected):
+    """Oversubscribed (load average >= 1.5 per core): forward and backward loops on one thread;
+    idle: torch's count. Results unchanged, thread count restored."""
+    monkeypatch.setattr(ts.os, 'getloadavg', lambda: (load, load, load))
+    monkeypatch.setattr(ts, '_STEP_SERIAL_ELEMS', 0)  # no per-step rule at these tiny sizes
+    counts = []
+    real = torch.set_num_threads
+    monkeypatch.setattr(torch, 'set_num_threads', lambda n: counts.append(n) or real(n))
+    previous = torch.get_num_threads()
+    real(2)
+    try:
+        args = _inputs(options=OPTIONS['all'])
+        _assert_matches_reference(args, num_segments=1, block_len=4)
+        assert torch.get_num_threads() == 2
+    finally:
+        real(previous)
+    assert counts == ([1, 2] * 3 if expected == 1 else [])  # grad forward, backward, no-grad
 
 
 def _numpy_scan(args):
@@ -300,31 +376,45 @@ def test_other_invalid_arguments():
         selective_scan(**{**args, 'A': torch.complex(args['A'], args['A'])})
 
 
-class _BlockMambaImports(importlib.abc.MetaPathFinder):
-    """Records every attempt to import ``mamba_ssm`` and makes it fail with ``error``."""
+class _BlockImports(importlib.abc.MetaPathFinder):
+    """Records every attempt to import one of ``names`` (top-level packages) and makes it fail
+    with ``error``."""
 
-    def __init__(self, error):
+    def __init__(self, names, error):
+        self.names = names
         self.error = error
         self.attempts = []
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname.split('.')[0] == 'mamba_ssm':
+        if fullname.split('.')[0] in self.names:
             self.attempts.append(fullname)
             raise self.error
         return None
 
 
 @pytest.fixture
-def block_mamba(monkeypatch):
-    """Make ``import mamba_ssm`` raise (and record attempts); reset the op's import cache."""
+def fresh_dispatch(monkeypatch):
+    """No backend choice or import result remembered, no override, triton unavailable (the
+    fake CUDA tensors below live on the CPU); restored afterwards."""
+    monkeypatch.delenv(dispatch.ENV_VAR, raising=False)
+    dispatch.reset_backend_choice()
+    monkeypatch.setattr(dispatch, '_triton_available', lambda: False)
+    yield
+    dispatch._CHOSEN.clear()  # before monkeypatch restores the functions
+    dispatch._LOGGED.clear()
+    dispatch._mamba_selective_scan_fn.cache_clear()
+
+
+@pytest.fixture
+def block_mamba(monkeypatch, fresh_dispatch):
+    """Make ``import mamba_ssm`` / ``import selective_scan_cuda`` raise (and record attempts)."""
+    names = ('mamba_ssm', 'selective_scan_cuda')
     for name in list(sys.modules):
-        if name.split('.')[0] == 'mamba_ssm':
+        if name.split('.')[0] in names:
             monkeypatch.delitem(sys.modules, name)
-    finder = _BlockMambaImports(ImportError('blocked by test'))
+    finder = _BlockImports(names, ImportError('blocked by test'))
     monkeypatch.setattr(sys, 'meta_path', [finder] + sys.meta_path)
-    ss._load_cuda_selective_scan.cache_clear()
     yield finder
-    ss._load_cuda_selective_scan.cache_clear()
 
 
 class _FakeCudaTensor(torch.Tensor):
@@ -343,6 +433,13 @@ def test_cpu_inputs_never_import_mamba_ssm(block_mamba):
     _assert_rel_close(out, ref, what='output')
 
 
+def test_importing_the_ops_loads_neither_triton_nor_mamba_ssm():
+    code = ('import sys, mmfusion.ops, mmfusion.ops.selective_scan; '
+            'assert not {"triton", "mamba_ssm", "selective_scan_cuda"} & set(sys.modules)')
+    import subprocess
+    subprocess.run([sys.executable, '-c', code], check=True)
+
+
 @pytest.mark.parametrize('error', [ImportError('no mamba'), OSError('bad .so'),
                                    RuntimeError('no CUDA')])
 def test_cuda_inputs_without_mamba_ssm_fall_back(block_mamba, error):
@@ -358,7 +455,9 @@ def test_cuda_inputs_without_mamba_ssm_fall_back(block_mamba, error):
     assert len(block_mamba.attempts) == attempts  # the failed import is not retried
 
 
-def test_cuda_inputs_call_mamba_ssm_selective_scan_fn(monkeypatch):
+def _fake_mamba_ssm(monkeypatch, with_kernel):
+    """Install a fake mamba-ssm whose ``selective_scan_fn`` records its calls; the compiled
+    ``selective_scan_cuda`` extension is present only ``with_kernel``."""
     calls = []
 
     def fake_selective_scan_fn(*args, **kwargs):
@@ -374,17 +473,84 @@ def test_cuda_inputs_call_mamba_ssm_selective_scan_fn(monkeypatch):
                         raising=False)
     monkeypatch.setattr(sys.modules['mamba_ssm.ops'], 'selective_scan_interface', module,
                         raising=False)
-    ss._load_cuda_selective_scan.cache_clear()
-    try:
-        args = _inputs(options=OPTIONS['all'])
-        u = args['u'].as_subclass(_FakeCudaTensor)
-        assert selective_scan(**{**args, 'u': u}) == 'from mamba_ssm'
-    finally:
-        ss._load_cuda_selective_scan.cache_clear()
+    if with_kernel:
+        monkeypatch.setitem(sys.modules, 'selective_scan_cuda', type(sys)('selective_scan_cuda'))
+    else:  # mamba-ssm installed without its kernels: the extension is missing
+        finder = _BlockImports(('selective_scan_cuda', ), ImportError('no kernel'))
+        monkeypatch.delitem(sys.modules, 'selective_scan_cuda', raising=False)
+        monkeypatch.setattr(sys, 'meta_path', [finder] + sys.meta_path)
+    return calls
+
+
+def test_cuda_inputs_call_mamba_ssm_selective_scan_fn(monkeypatch, fresh_dispatch):
+    calls = _fake_mamba_ssm(monkeypatch, with_kernel=True)
+    args = _inputs(options=OPTIONS['all'])
+    u = args['u'].as_subclass(_FakeCudaTensor)
+    assert selective_scan(**{**args, 'u': u}) == 'from mamba_ssm'
     (pos, kw), = calls
     assert pos[0] is u and all(p is args[k] for p, k in zip(pos[1:], 'delta A B C'.split()))
     assert kw == dict(D=args['D'], z=args['z'], delta_bias=args['delta_bias'],
                       delta_softplus=True, return_last_state=True)
+
+
+def test_mamba_ssm_without_compiled_kernel_is_not_used(monkeypatch, fresh_dispatch):
+    """mamba-ssm's interface imports without ``selective_scan_cuda``: use the next backend."""
+    calls = _fake_mamba_ssm(monkeypatch, with_kernel=False)
+    args = _inputs(options=OPTIONS['all'])
+    u = args['u'].as_subclass(_FakeCudaTensor)
+    assert dispatch.resolve_backend(u) == 'torch'
+    out, _ = selective_scan(**{**args, 'u': u})
+    assert calls == []
+    _assert_rel_close(out.as_subclass(torch.Tensor), selective_scan_reference(**args)[0],
+                      what='output')
+    with pytest.raises(RuntimeError, match='MAMBA_KEEP_CUDA_BUILD=TRUE'):
+        selective_scan(**{**args, 'u': u}, backend='mamba')
+
+
+def test_triton_is_chosen_for_cuda_without_mamba(block_mamba, monkeypatch):
+    monkeypatch.setattr(dispatch, '_triton_available', lambda: True)
+    u = torch.zeros(1).as_subclass(_FakeCudaTensor)
+    assert dispatch.resolve_backend(u) == 'triton'
+    assert dispatch.resolve_backend(torch.zeros(1)) == 'torch'  # CPU tensors: PyTorch
+
+
+def test_backend_override_by_argument_and_environment(block_mamba, monkeypatch):
+    args = _inputs(options=OPTIONS['all'])
+    u = args['u'].as_subclass(_FakeCudaTensor)
+    monkeypatch.setattr(dispatch, '_triton_available', lambda: True)
+    monkeypatch.setenv(dispatch.ENV_VAR, 'torch')
+    assert dispatch.resolve_backend(u) == 'torch'  # environment beats the automatic triton
+    out, _ = selective_scan(**{**args, 'u': u})
+    _assert_rel_close(out.as_subclass(torch.Tensor), selective_scan_reference(**args)[0],
+                      what='output')
+    monkeypatch.setenv(dispatch.ENV_VAR, 'cuda-kernel')
+    with pytest.raises(ValueError, match=r"unknown backend 'cuda-kernel' from environment "
+                       r'variable MMFUSION_SELECTIVE_SCAN; expected one of torch, triton, mamba'):
+        selective_scan(**args)
+    assert dispatch.resolve_backend(u, backend='torch') == 'torch'  # the argument beats it
+    with pytest.raises(ValueError, match="unknown backend 'TORCH' from argument backend"):
+        selective_scan(**args, backend='TORCH')
+    monkeypatch.delenv(dispatch.ENV_VAR)
+    with pytest.raises(RuntimeError, match='backend mamba .* needs CUDA tensors'):
+        selective_scan(**args, backend='mamba')
+    monkeypatch.delenv('TRITON_INTERPRET', raising=False)
+    with pytest.raises(RuntimeError, match='backend triton .* needs CUDA tensors'):
+        selective_scan(**args, backend='triton')
+
+
+def test_backend_choice_is_made_and_logged_once_per_device(block_mamba, monkeypatch):
+    import mmengine.logging
+    logged = []
+    monkeypatch.setattr(mmengine.logging, 'print_log', lambda msg, **kw: logged.append(msg))
+    args = _inputs()
+    for _ in range(3):
+        selective_scan(**args)
+    fake = {**args, 'u': args['u'].as_subclass(_FakeCudaTensor)}
+    selective_scan(**fake)
+    selective_scan(**fake)
+    assert logged == ['selective_scan on cpu tensors: torch backend (automatic)',
+                      'selective_scan on cuda tensors: torch backend (automatic)']
+    assert block_mamba.attempts == ['selective_scan_cuda']  # tried once, not per call
 
 
 def test_softplus_matches_torch_softplus():

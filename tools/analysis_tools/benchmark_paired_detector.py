@@ -20,6 +20,12 @@ FLOPs, two parts:
   ``mmfusion.models.layers.ss2d.selective_scan``. The C-contraction is then counted in both parts
   when the PyTorch scan does it with a matrix product (a small overlap, stated in the report).
 
+Training-step mode (``--train-step``): instead of the above, one training step of the model in
+train mode, ``model.loss`` on the random pair with random ground-truth boxes, the summed losses'
+backward (no optimizer step), float32; reports its time and the peak increase of the process's
+resident memory (``VmHWM``, :mod:`mmfusion.utils.process_memory`) over the state after the model
+was built, per run.
+
 Shape shorthand: H, W input height and width in pixels.
 
 Example::
@@ -27,6 +33,9 @@ Example::
     python tools/analysis_tools/benchmark_paired_detector.py \\
         projects/FusionMamba/configs/fusion-mamba_yolox-l_1xb8-200e_llvip.py --shape 640 640 \\
         --repeat 3 --out docs/benchmarks/fusion_mamba_yolox-l_llvip_cpu-2core-epyc.json
+    python tools/analysis_tools/benchmark_paired_detector.py \\
+        projects/FusionMamba/configs/fusion-mamba_yolox-l_1xb8-200e_llvip.py --train-step \\
+        --repeat 1 --out docs/benchmarks/fusion_mamba_yolox-l_llvip_train-step_cpu-2core-epyc.json
 """
 import argparse
 import json
@@ -42,7 +51,10 @@ from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
 from mmengine.config import Config, DictAction
 from mmengine.registry import init_default_scope
+from mmengine.structures import InstanceData
 from torch.utils.flop_counter import FlopCounterMode
+
+from mmfusion.utils.process_memory import reset_peak_rss, status_bytes
 
 SCAN_FLOPS_PER_ELEMENT = 8
 
@@ -57,6 +69,9 @@ def parse_args(argv=None):
     parser.add_argument('--warmup', type=int, default=1, help='untimed runs first (default 1)')
     parser.add_argument('--threads', type=int, default=None, help='torch.set_num_threads')
     parser.add_argument('--no-flops', action='store_true', help='skip the FLOP count')
+    parser.add_argument('--train-step', action='store_true',
+                        help='time one training step (loss + backward) and its peak memory '
+                        'instead of predict')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, e.g. model.backbone.fusion_cfg=None')
     parser.add_argument('--out', default=None, help='JSON report (default: print only)')
@@ -71,6 +86,38 @@ def build_inputs(model, batch, height, width, seed=0):
     meta = dict(img_shape=(height, width), ori_shape=(height, width), pad_shape=(height, width),
                 batch_input_shape=(height, width), scale_factor=(1., 1.))
     return inputs, [DetDataSample(metainfo=meta) for _ in range(batch)]
+
+
+def add_random_boxes(samples, num_classes, boxes_per_image=5, seed=0):
+    """Random ground-truth boxes (x1, y1, x2, y2 in pixels, at least 8 px wide) and labels."""
+    gen = torch.Generator().manual_seed(seed)
+    for sample in samples:
+        height, width = sample.metainfo['img_shape']
+        xy = torch.rand(boxes_per_image, 2, generator=gen) * torch.tensor([width, height]) * 0.8
+        wh = 8 + torch.rand(boxes_per_image, 2, generator=gen) * torch.tensor([width, height]) * 0.2
+        sample.gt_instances = InstanceData(
+            bboxes=torch.cat([xy, xy + wh], dim=1),
+            labels=torch.randint(num_classes, (boxes_per_image, ), generator=gen))
+    return samples
+
+
+def train_step(model, inputs, samples, repeat):
+    """Time and peak resident-memory increase of ``repeat`` loss + backward steps."""
+    model.train()
+    runs = []
+    for i in range(repeat):
+        model.zero_grad(set_to_none=True)
+        base = reset_peak_rss()
+        start = time.perf_counter()
+        losses = model.loss(inputs, samples)
+        loss, _ = model.parse_losses(losses)
+        loss.backward()
+        elapsed = time.perf_counter() - start
+        peak = status_bytes('VmHWM') - base
+        runs.append(dict(time_s=round(elapsed, 2), peak_extra_mib=round(peak / 2**20),
+                         loss=round(loss.item(), 4)))
+        print(f'train step {i}: {elapsed:.1f} s, peak extra {peak / 2**20:.0f} MiB', flush=True)
+    return runs
 
 
 def count_params(model):
@@ -135,6 +182,8 @@ def main(argv=None):
     model.eval()
     height, width = args.shape
     inputs, samples = build_inputs(model, args.batch, height, width)
+    if args.train_step:
+        return report_train_step(args, argv, model, inputs, samples)
 
     times = []
     with torch.no_grad():
@@ -165,6 +214,36 @@ def main(argv=None):
     )
     print(json.dumps(dict(latency_s=report['latency_s'], params_m=report['params']['total'] / 1e6,
                           flops=report['flops'] and report['flops']['total_gflops']), indent=2))
+    if args.out:
+        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
+        with open(args.out, 'w') as f:
+            json.dump(report, f, indent=2)
+        print(f'wrote {args.out}')
+    return 0
+
+
+def report_train_step(args, argv, model, inputs, samples):
+    """The ``--train-step`` report (module docstring)."""
+    add_random_boxes(samples, model.bbox_head.num_classes)
+    resident = status_bytes('VmRSS')
+    runs = train_step(model, inputs, samples, args.repeat)
+    report = dict(
+        config=args.config,
+        cfg_options=args.cfg_options,
+        command='python ' + ' '.join([osp.relpath(__file__)]
+                                     + (argv if argv is not None else sys.argv[1:])),
+        input=dict(batch=args.batch, height=args.shape[0], width=args.shape[1],
+                   what='random normalised visible + infrared pair, 5 random boxes per image'),
+        mode='one training step: model.loss + backward of the summed losses (no optimizer '
+             'step), train mode, float32, random weights',
+        resident_mib_after_build=round(resident / 2**20),
+        runs=runs,
+        params=count_params(model),
+        env=dict(torch=torch.__version__, python=platform.python_version(),
+                 machine=platform.machine(), processor=platform.processor(),
+                 cpu_count=os.cpu_count(), threads=torch.get_num_threads(),
+                 load_average=os.getloadavg(), device='cpu'),
+    )
     if args.out:
         os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
         with open(args.out, 'w') as f:
