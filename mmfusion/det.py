@@ -12,7 +12,8 @@ torch>=2.6):
 - Fusion-Mamba: ``SS2D``, ``VSSBlock``, ``StateSpaceChannelSwapping`` (SSCS),
   ``DualStateSpaceFusion`` (DSSF), ``FusionMambaBlock`` (FMB), ``DualStreamCSPDarknet``;
 - DAMF: ``DAMFDetector``, ``DistributionAlignedFusion``, ``GMMNegLogLikelihoodLoss``;
-- training: the hook ``NormEvalHook`` (into mmengine's ``HOOKS``, seen from every scope).
+- training: the hook ``NormEvalHook`` (into mmengine's ``HOOKS``, seen from every scope);
+- visualization: ``PairedDetLocalVisualizer`` (GT and predictions on both images).
 
 Paired pipeline, as the Fusion-Mamba/DAMF configs use it::
 
@@ -37,5 +38,6 @@ from mmfusion.models.fusion import damf_fusion, dssf, fusion_mamba_block, sscs  
 from mmfusion.models.layers import ss2d, vss_block  # noqa: F401
 from mmfusion.models.losses import gmm_nll_loss  # noqa: F401
 from mmfusion.utils.compat import restore_mmengine_checkpoint_loading
+from mmfusion.visualization import paired_det_visualizer  # noqa: F401
 
 restore_mmengine_checkpoint_loading()

@@ -6,7 +6,7 @@
 # (README, "DENSE"); point the test ann_file at the one to evaluate.
 _base_ = ['./sslfusion_r50-fpn_voxel-rcnn_4xb4-80e_kitti-3d-3class.py']
 
-data_root = 'data/dense/'
+data_root = '{{ fileDirname }}/../../../data/dense/'
 class_names = ['Car']
 metainfo = dict(classes=class_names)
 point_cloud_range = [0, -40, -3, 70.4, 40, 1]

@@ -6,7 +6,7 @@
 # official multimodal GT-sampling (paste of database objects into points and image) has no
 # mmdet3d counterpart and is not used (see projects/SSLFusion/README.md).
 dataset_type = 'KittiDataset'
-data_root = 'data/kitti/'
+data_root = '{{ fileDirname }}/../../../../../data/kitti/'
 class_names = ['Pedestrian', 'Cyclist', 'Car']
 metainfo = dict(classes=class_names)
 modality = dict(use_lidar=True, use_camera=True)
@@ -61,3 +61,9 @@ test_dataloader = val_dataloader
 val_evaluator = dict(type='KittiMetric', ann_file=data_root + 'kitti_infos_val.pkl',
                      metric='bbox', backend_args=backend_args)
 test_evaluator = val_evaluator
+
+# Pictures (mmdet3d's MultiModalityDet3DInferencer, tools/test.py --show-dir, demos): the camera
+# view with GT and predictions plus a bird's-eye view, drawn without open3d. For TensorBoard:
+# vis_backends = [dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')]
+vis_backends = [dict(type='LocalVisBackend')]
+visualizer = dict(type='CameraViewDet3DVisualizer', vis_backends=vis_backends, name='visualizer')
