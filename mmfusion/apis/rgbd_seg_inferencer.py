@@ -31,6 +31,7 @@ from typing import List, Optional
 import mmcv
 import numpy as np
 from mmengine.dataset import Compose
+from mmengine.runner.checkpoint import _load_checkpoint_to_model
 from mmseg.apis import MMSegInferencer
 from mmseg.registry import DATASETS
 
@@ -117,17 +118,23 @@ class RGBDSegInferencer(MMSegInferencer):
             self.return_streams = False
 
     def _load_weights_to_model(self, model, checkpoint, cfg) -> None:
-        """mmseg's loading; classes and palette from the config when the checkpoint has none."""
+        """mmseg's loading; classes and palette the checkpoint lacks come from the config's
+        test dataset."""
         meta = checkpoint.get('meta', {}) if isinstance(checkpoint, dict) else {}
         if 'dataset_meta' in meta or 'CLASSES' in meta:
-            return super()._load_weights_to_model(model, checkpoint, cfg)
-        if checkpoint is not None:
-            from mmengine.runner.checkpoint import _load_checkpoint_to_model
+            super()._load_weights_to_model(model, checkpoint, cfg)
+        elif checkpoint is not None:
             _load_checkpoint_to_model(model, checkpoint)
-        test_dataset = copy.deepcopy(cfg.test_dataloader.dataset)
-        test_dataset['lazy_init'] = True
-        metainfo = DATASETS.build(test_dataset).metainfo
-        model.dataset_meta = dict(classes=metainfo['classes'], palette=metainfo['palette'])
+        dataset_meta = dict(getattr(model, 'dataset_meta', None) or {})
+        if dataset_meta.get('classes') is None or dataset_meta.get('palette') is None:
+            test_dataset = copy.deepcopy(cfg.test_dataloader.dataset)
+            test_dataset['lazy_init'] = True
+            metainfo = DATASETS.build(test_dataset).metainfo
+            if dataset_meta.get('classes') is None:
+                dataset_meta['classes'] = metainfo['classes']
+            if dataset_meta.get('palette') is None:
+                dataset_meta['palette'] = metainfo['palette']
+        model.dataset_meta = dataset_meta
 
     def _init_pipeline(self, cfg) -> Compose:
         """The config's test pipeline, annotations dropped, both loaders replaced by
