@@ -110,6 +110,9 @@ def draw(visualizer, host, item, vis_task, out_file, show, wait_time):
     inputs, sample = item['inputs'], item['data_samples']
     name = osp.basename(sample.img_path if 'img_path' in sample else sample.lidar_path)
     if host == 'mmdet':
+        boxes = sample.gt_instances.get('bboxes', None)
+        if boxes is not None and hasattr(boxes, 'tensor'):  # mmdet box type, as mmdet's tool
+            sample.gt_instances.bboxes = boxes.tensor
         image = dict(img=chw_bgr_to_rgb(inputs['img']), img_ir=chw_bgr_to_rgb(inputs['img_ir']))
         visualizer.add_datasample(name, image, sample, draw_pred=False, show=show,
                                   wait_time=wait_time, out_file=out_file)
