@@ -16,9 +16,9 @@ Writes to ``--out-dir``:
 
 Example::
 
-    python demo/multi_modality_demo.py \\
-        projects/SSLFusion/configs/sslfusion_r18-fpn_voxel-rcnn_1xb2-overfit_kitti-sample-3d-3class.py \\
-        work_dirs/sslfusion_kitti_sample_overfit/epoch_15.pth \\
+    # CONFIG, CHECKPOINT: e.g. projects/SSLFusion/configs/sslfusion_r18-fpn_voxel-rcnn_1xb2-
+    # overfit_kitti-sample-3d-3class.py, work_dirs/sslfusion_kitti_sample_overfit/epoch_15.pth
+    python demo/multi_modality_demo.py CONFIG CHECKPOINT \\
         work_dirs/demo_kitti/data/training/velodyne_reduced/000001.bin \\
         work_dirs/demo_kitti/data/training/image_2/000001.png \\
         work_dirs/demo_kitti/data/kitti_infos_trainval.pkl --out-dir outputs --device cpu

@@ -14,9 +14,10 @@ There is no score threshold: segmentation assigns every pixel its arg-max class.
 
 Example::
 
-    python demo/rgbd_seg_demo.py \\
-        projects/GeminiFusion/configs/geminifusion_mit-b0-tiny_1xb2-300it_nyudv2-sample-rgbd-240x320.py \\
-        CKPT.pth tests/data/nyudv2/rgb/000433.png tests/data/nyudv2/depth/000433.png \\
+    # CONFIG: e.g. projects/GeminiFusion/configs/geminifusion_mit-b0-tiny_1xb2-300it_nyudv2-
+    # sample-rgbd-240x320.py
+    python demo/rgbd_seg_demo.py CONFIG CHECKPOINT \\
+        tests/data/nyudv2/rgb/000433.png tests/data/nyudv2/depth/000433.png \\
         --out-dir outputs --device cpu --streams
 """
 import argparse

@@ -41,6 +41,7 @@ __all__ = ['GuardedVisualizationHook', 'configure_visualization', 'default_vis_t
 
 HOST_HOOKS = {'mmdet3d': 'Det3DVisualizationHook', 'mmdet': 'DetVisualizationHook',
               'mmseg': 'SegVisualizationHook'}
+ENTRY_POINTS = {'mmdet3d': 'mmfusion.det3d', 'mmdet': 'mmfusion.det', 'mmseg': 'mmfusion.seg'}
 # host -> (loader in the test pipeline (None: a LiDAR vis_task), stock visualizer, mmfusion's)
 STOCK_TO_MMFUSION_VISUALIZER = {
     'mmdet3d': [(None, 'Det3DLocalVisualizer', 'CameraViewDet3DVisualizer')],
@@ -127,11 +128,16 @@ def default_vis_task(types) -> str:
 
 
 def select_visualizer(cfg, types, host: str, vis_task: Optional[str] = None) -> None:
-    """Switch a stock visualizer type to mmfusion's subclass for two-modality pipelines."""
+    """Switch a stock visualizer type to mmfusion's subclass for two-modality pipelines, in a
+    config that imports mmfusion's entry point of its host (``custom_imports``)."""
     vis = cfg.get('visualizer')
     if vis is None:
         raise ValueError('the config defines no "visualizer"; add e.g. '
                          'visualizer=dict(type=..., vis_backends=[dict(type="LocalVisBackend")])')
+    imports = (cfg.get('custom_imports') or {}).get('imports', [])
+    imports = [imports] if isinstance(imports, str) else list(imports)
+    if ENTRY_POINTS[host] not in imports:
+        return  # mmfusion's visualizers are registered by its entry point only
     stock = str(vis.get('type', '')).split('.')[-1]
     for loader, stock_type, ours in STOCK_TO_MMFUSION_VISUALIZER[host]:
         needs = loader in types if loader else vis_task in ('lidar_det', 'multi-modality_det')

@@ -287,4 +287,3 @@ class CameraViewDet3DVisualizer(Det3DLocalVisualizer):
             mmcv.imwrite(drawn[..., ::-1], target)
         else:
             self.add_image(name, drawn, step)
-

@@ -7,8 +7,7 @@ import mmengine
 import numpy as np
 import pytest
 
-from tests.inference_fixtures import (GEMINI_MVXNET_CFG, SSLFUSION_CFG,  # noqa: F401
-                                      gemini_mvxnet_ckpt, sslfusion_ckpt)
+from tests.inference_fixtures import GEMINI_MVXNET_CFG, SSLFUSION_CFG
 
 pytestmark = pytest.mark.default_scope('mmdet3d')
 
@@ -50,8 +49,9 @@ def test_sslfusion(sslfusion_ckpt, frame, tmp_path):
 
 
 def test_gemini_fusion_mvxnet(gemini_mvxnet_ckpt, frame, tmp_path):
-    import mmfusion.det3d  # noqa: F401
     from mmengine.config import Config
+
+    import mmfusion.det3d  # noqa: F401
     cfg = Config.fromfile(GEMINI_MVXNET_CFG)
     cfg.model.test_cfg.pts.score_thr = 0.0  # an untrained model scores below the stock 0.1
     pred = run_stock_inferencer(cfg, gemini_mvxnet_ckpt, frame, str(tmp_path))

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.inference_fixtures import (DAMF_CFG, FUSION_MAMBA_CFG, LLVIP,  # noqa: F401
-                                      changed_fraction, damf_ckpt, fusion_mamba_ckpt)
+from tests.inference_fixtures import DAMF_CFG, FUSION_MAMBA_CFG, LLVIP, changed_fraction
 
 pytestmark = pytest.mark.default_scope('mmdet')
 

@@ -6,7 +6,7 @@ import mmcv
 import numpy as np
 import pytest
 
-from tests.inference_fixtures import GEMINI_SEG_CFG, NYUDV2, gemini_seg_ckpt  # noqa: F401
+from tests.inference_fixtures import GEMINI_SEG_CFG, NYUDV2
 
 pytestmark = pytest.mark.default_scope('mmseg')
 

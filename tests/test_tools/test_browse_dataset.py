@@ -7,8 +7,8 @@ import mmcv
 import numpy as np
 import pytest
 
-from tests.inference_fixtures import (FUSION_MAMBA_CFG, GEMINI_SEG_CFG, SSLFUSION_CFG,  # noqa
-                                      llvip_infos, paired_cfg_options)
+from tests.inference_fixtures import (FUSION_MAMBA_CFG, GEMINI_SEG_CFG, SSLFUSION_CFG,
+                                      paired_cfg_options)
 from tests.utils import load_tool
 
 

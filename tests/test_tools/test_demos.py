@@ -8,9 +8,8 @@ import mmengine
 import numpy as np
 import pytest
 
-from tests.inference_fixtures import (FUSION_MAMBA_CFG, GEMINI_SEG_CFG, LLVIP,  # noqa: F401
-                                      NYUDV2, SSLFUSION_CFG, changed_fraction,
-                                      fusion_mamba_ckpt, gemini_seg_ckpt, sslfusion_ckpt)
+from tests.inference_fixtures import (FUSION_MAMBA_CFG, GEMINI_SEG_CFG, LLVIP, NYUDV2,
+                                      SSLFUSION_CFG, changed_fraction)
 from tests.utils import PYTHON, REPO_ROOT, load_tool, run_tool
 
 RGB = osp.join(LLVIP, 'visible', 'test', '190003.jpg')

@@ -7,10 +7,8 @@ import os.path as osp
 import mmcv
 import pytest
 
-from tests.inference_fixtures import (DAMF_CFG, FUSION_MAMBA_CFG, GEMINI_SEG_CFG,  # noqa: F401
-                                      SSLFUSION_CFG, damf_ckpt, fusion_mamba_ckpt,
-                                      gemini_seg_ckpt, llvip_infos, paired_cfg_options,
-                                      sslfusion_ckpt)
+from tests.inference_fixtures import (DAMF_CFG, FUSION_MAMBA_CFG, GEMINI_SEG_CFG, SSLFUSION_CFG,
+                                      paired_cfg_options)
 from tests.utils import PYTHON, as_cli_options, run_tool
 
 

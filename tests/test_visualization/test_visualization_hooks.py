@@ -6,10 +6,8 @@ from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
-from mmfusion.utils.visualization_hooks import (GuardedVisualizationHook,
-                                                configure_visualization)
-from tests.inference_fixtures import (FUSION_MAMBA_CFG, GEMINI_SEG_CFG,  # noqa: F401
-                                      SSLFUSION_CFG)
+from mmfusion.utils.visualization_hooks import GuardedVisualizationHook, configure_visualization
+from tests.inference_fixtures import FUSION_MAMBA_CFG, GEMINI_SEG_CFG, SSLFUSION_CFG
 
 
 def hook_of(cfg):
