@@ -218,6 +218,8 @@ def _without_fusion_type(cfg_dict):
     cfg_dict = _strip_scope(copy.deepcopy(cfg_dict))
     cfg_dict['model']['pts_voxel_encoder']['fusion_layer'].pop('type')
     cfg_dict.pop('custom_imports', None)
+    # the visualizer may be mmfusion's subclass of the stock one (pictures without open3d)
+    cfg_dict.get('visualizer', {}).pop('type', None)
     return cfg_dict
 
 
