@@ -2,6 +2,8 @@
 #   make test   installs what is missing, then runs the test suite
 #   make lint   flake8, isort --check and codespell over the repository (CI runs it first)
 #   make demo   installs what is missing, then trains and evaluates MVX-Net on the bundled KITTI sample
+#   make demo-rgbir / demo-rgbd   Fusion-Mamba on the LLVIP pairs / GeminiFusion on the NYUDv2
+#               frames: train, test with pictures, then the paired / RGB-D Inferencer
 # mmcv 2.1.0 is built from source against the installed torch (about 13 min on 2 cores); pip keeps
 # the built wheel in its cache, so a second install takes seconds.
 PYTHON ?= python3
@@ -14,7 +16,7 @@ REQS := setup.py requirements/build.txt requirements/runtime.txt requirements/te
 DEMO_DIR ?= work_dirs/demo_kitti
 PYTEST_ARGS ?=
 
-.PHONY: install test test-slow lint demo benchmark clean
+.PHONY: install test test-slow lint demo demo-rgbir demo-rgbd benchmark clean
 
 install: $(STAMP)
 
@@ -43,6 +45,12 @@ test-slow: install
 
 demo: install
 	PYTHON=$(PY) DEMO_DIR=$(DEMO_DIR) bash tools/demo/kitti_mvxnet_demo.sh
+
+demo-rgbir: install
+	PYTHON=$(PY) bash tools/demo/llvip_fusion_mamba_demo.sh
+
+demo-rgbd: install
+	PYTHON=$(PY) bash tools/demo/nyudv2_gemini_fusion_demo.sh
 
 clean:
 	rm -rf $(DEMO_DIR)

@@ -14,7 +14,8 @@ torch>=2.6):
 - DAMF: ``DAMFDetector``, ``DistributionAlignedFusion``, ``GMMNegLogLikelihoodLoss``;
 - training: the hooks ``NormEvalHook`` and ``RandomStateHook`` and the optimizer wrapper
   constructor ``YOLOv5OptimWrapperConstructor`` (into mmengine's root registries, seen from every
-  scope).
+  scope);
+- visualization: ``PairedDetLocalVisualizer`` (GT and predictions on both images).
 
 Paired pipeline, as the Fusion-Mamba/DAMF configs use it::
 
@@ -41,5 +42,6 @@ from mmfusion.models.fusion import (damf_fusion, dual_state_space_fusion,  # noq
 from mmfusion.models.layers import ss2d, vss_block  # noqa: F401
 from mmfusion.models.losses import gmm_nll_loss  # noqa: F401
 from mmfusion.utils.compat import restore_mmengine_checkpoint_loading
+from mmfusion.visualization import paired_det_visualizer  # noqa: F401
 
 restore_mmengine_checkpoint_loading()

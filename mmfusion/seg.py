@@ -10,7 +10,9 @@ Importing it registers mmfusion's RGB + depth segmentation modules (GeminiFusion
   ``GeminiMixVisionTransformer``, ``GeminiFusionEncoderDecoder``, ``SegformerMLPHead``;
 - evaluation: ``MultiOutputIoUMetric`` (mIoU/mAcc/aAcc of the rgb, depth and ensemble outputs);
 - training: the hooks ``NormEvalHook``, ``RandomStateHook`` and ``OptimizerResetHook`` (into
-  mmengine's ``HOOKS``, seen from every scope).
+  mmengine's ``HOOKS``, seen from every scope);
+- visualization: ``RGBDSegLocalVisualizer`` (overlay, depth panel, legend) and
+  ``SegOutDirVisualizationHook`` (test pictures under ``test_out_dir``).
 """
 # Registration: importing each module registers its classes (into mmseg's registries, or into
 # mmengine's root registries for the host-neutral hooks).
@@ -26,5 +28,6 @@ from mmfusion.models.decode_heads import segformer_mlp_head  # noqa: F401
 from mmfusion.models.fusion import gemini_fusion  # noqa: F401
 from mmfusion.models.segmentors import gemini_fusion_encoder_decoder  # noqa: F401
 from mmfusion.utils.compat import restore_mmengine_checkpoint_loading
+from mmfusion.visualization import rgbd_seg_visualizer, seg_visualization_hook  # noqa: F401
 
 restore_mmengine_checkpoint_loading()

@@ -18,6 +18,7 @@ from mmengine.runner import Runner
 
 from mmfusion.utils import setup_distributed
 from mmfusion.utils.cli import add_safety_arguments, check_run_inputs, run_main
+from mmfusion.utils.visualization_hooks import configure_visualization
 
 
 def parse_args():
@@ -28,8 +29,9 @@ def parse_args():
         '--work-dir', help='the directory to save the file containing evaluation metrics')
     parser.add_argument('--show', action='store_true', help='show prediction results')
     parser.add_argument(
-        '--show-dir', help='directory where painted images will be saved; with --show-dir the '
-        'visualization hook of the config draws every test sample')
+        '--show-dir', help='directory where painted images will be saved, relative to '
+        'work_dir/timestamp (as the stock tools); the config\'s visualization hook draws every '
+        'test sample')
     parser.add_argument('--score-thr', type=float, help='bbox score threshold for drawing')
     parser.add_argument(
         '--task', choices=['mono_det', 'multi-view_det', 'lidar_det', 'lidar_seg',
@@ -52,30 +54,6 @@ def parse_args():
     return args
 
 
-def trigger_visualization_hook(cfg, args):
-    """Switch the config's visualization hook on, as the stock test scripts do.
-
-    Raises:
-        RuntimeError: If the config has no ``default_hooks.visualization``.
-    """
-    hooks = cfg.default_hooks
-    if 'visualization' not in hooks:
-        raise RuntimeError('VisualizationHook must be included in default_hooks; '
-                           'refer to the stock configs, e.g. "visualization=dict('
-                           'type=\'Det3DVisualizationHook\')"')
-    hook = hooks['visualization']
-    hook['draw'] = True
-    if args.show:
-        hook['show'] = True
-        hook['wait_time'] = args.wait_time
-    if args.show_dir:
-        hook['test_out_dir'] = osp.abspath(args.show_dir)
-    if args.score_thr is not None:
-        hook['score_thr'] = args.score_thr
-    if args.task is not None:
-        hook['vis_task'] = args.task
-
-
 def main():
     args = parse_args()
     cfg = Config.fromfile(args.config)
@@ -90,7 +68,10 @@ def main():
     cfg.load_from = args.checkpoint
 
     if args.show or args.show_dir:
-        trigger_visualization_hook(cfg, args)
+        # host-aware hook keys, pictures under <work_dir>/<timestamp>/<show_dir>, drawing
+        # errors logged without stopping the test (mmfusion/utils/visualization_hooks.py)
+        configure_visualization(cfg, args.show_dir, args.show, args.wait_time, args.score_thr,
+                                args.task)
     if args.out is not None:
         if not args.out.endswith(('.pkl', '.pickle')):
             raise ValueError(f'--out must be a .pkl file, got {args.out}')

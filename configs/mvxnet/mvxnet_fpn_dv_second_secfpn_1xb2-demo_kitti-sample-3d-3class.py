@@ -11,7 +11,7 @@ _base_ = ['mmdet3d::mvxnet/mvxnet_fpn_dv_second_secfpn_8xb2-80e_kitti-3d-3class.
 custom_imports = dict(imports=['mmfusion.det3d'], allow_failed_imports=False)
 
 # ---- sample data: infos made by `tools/create_data.py kitti` (see `make demo`) --------------
-data_root = 'work_dirs/demo_kitti/data/'
+data_root = '{{ fileDirname }}/../../work_dirs/demo_kitti/data/'
 ann_file = 'kitti_infos_trainval.pkl'  # all 6 frames: the demo measures fitting, not validation
 train_dataloader = dict(
     num_workers=0,

@@ -218,6 +218,12 @@ def _without_fusion_type(cfg_dict):
     cfg_dict = _strip_scope(copy.deepcopy(cfg_dict))
     cfg_dict['model']['pts_voxel_encoder']['fusion_layer'].pop('type')
     cfg_dict.pop('custom_imports', None)
+    # the visualizer may be mmfusion's subclass of the stock one (pictures without open3d)
+    cfg_dict.get('visualizer', {}).pop('type', None)
+    # our configs add the RandomStateHook (bit-exact --resume); the stock ones have no hooks
+    hooks = [h for h in cfg_dict.pop('custom_hooks', []) if h['type'] != 'RandomStateHook']
+    if hooks:
+        cfg_dict['custom_hooks'] = hooks
     return cfg_dict
 
 

@@ -39,8 +39,7 @@ def _main():
     sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
     import test_selective_scan as base
 
-    from mmfusion.ops.selective_scan import selective_scan, selective_scan_reference
-    from mmfusion.ops.selective_scan import triton_scan
+    from mmfusion.ops.selective_scan import selective_scan, selective_scan_reference, triton_scan
 
     triton_scan._CHUNK = 4  # L = 9: three chunks, the last one partial
 

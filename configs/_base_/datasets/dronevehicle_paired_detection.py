@@ -11,7 +11,7 @@
 #       --out-dir data/dronevehicle_infos
 # Validation uses the `val` split, test the `test` split.
 dataset_type = 'PairedCocoDataset'
-data_root = 'data/dronevehicle_infos/'
+data_root = '{{ fileDirname }}/../../../../../data/dronevehicle_infos/'
 data_prefix = dict(img='', img_ir='')  # the json names are relative to the converter's out_dir
 train_ann_file = 'dronevehicle_infos_train.json'
 val_ann_file = 'dronevehicle_infos_val.json'

@@ -8,7 +8,7 @@
 #   python tools/create_data.py llvip --root-path data/LLVIP --out-dir data/llvip_infos
 # LLVIP has no validation split: validation and test both use the official test split.
 dataset_type = 'PairedCocoDataset'
-data_root = 'data/'
+data_root = '{{ fileDirname }}/../../../data/'
 # the json file names are relative to the release root
 data_prefix = dict(img='LLVIP/', img_ir='LLVIP/')
 train_ann_file = 'llvip_infos/llvip_infos_train.json'

@@ -10,7 +10,7 @@
 # Pipelines, loaders and metric as the LLVIP base; only the data files and classes differ.
 _base_ = './llvip_paired_detection.py'
 # the json file names are relative to the release root
-data_root = 'data/'  # as the LLVIP base (its loaders keep it)
+data_root = '{{ fileDirname }}/../../../data/'  # as the LLVIP base (its loaders keep it)
 data_prefix = dict(img='M3FD/', img_ir='M3FD/')
 train_ann_file = 'm3fd_infos/m3fd_infos_train.json'
 test_ann_file = 'm3fd_infos/m3fd_infos_val.json'

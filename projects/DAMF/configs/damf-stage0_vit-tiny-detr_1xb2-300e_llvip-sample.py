@@ -13,8 +13,9 @@ _base_ = [
     'mmdet::_base_/default_runtime.py',
 ]
 
-sample_root = 'tests/data/llvip/LLVIP/'  # image names in the json are relative to it
-sample_infos = 'data/llvip_sample_infos/'
+repo_root = '{{ fileDirname }}/../../../'  # relative paths below start at the repository root
+sample_root = repo_root + 'tests/data/llvip/LLVIP/'  # image names in the json are relative to it
+sample_infos = repo_root + 'data/llvip_sample_infos/'
 img_scale = (256, 256)  # (w, h)
 tiny_width, detr_width = 64, 64
 

@@ -11,7 +11,7 @@
 #       projects/DAMF/configs/damf-stage2_vit-tiny-detr_1xb2-40e_llvip-sample.py
 _base_ = ['./damf-stage0_vit-tiny-detr_1xb2-300e_llvip-sample.py']
 
-work_root = 'work_dirs/damf_llvip_sample/'
+work_root = '{{ fileDirname }}/../../../work_dirs/damf_llvip_sample/'
 load_from = work_root + 'stage0/epoch_300.pth'  # the stage-0 checkpoint (detector weights)
 model = dict(
     fusion=dict(

@@ -22,9 +22,10 @@ model = dict(
     test_cfg=dict(score_thr=0.0))
 
 # ---- data: the bundled LLVIP sample, all 6 pairs for training and evaluation -------------------
-data_root = ''  # paths below are relative to the repository root
-sample_root = 'tests/data/llvip/LLVIP/'
-ann_file = 'work_dirs/fusion_mamba_llvip_overfit/data/llvip_sample_infos_all.json'
+data_root = ''  # the paths below are absolute: the repository root found from this file
+repo_root = '{{ fileDirname }}/../../../'
+sample_root = repo_root + 'tests/data/llvip/LLVIP/'
+ann_file = repo_root + 'work_dirs/fusion_mamba_llvip_overfit/data/llvip_sample_infos_all.json'
 img_scale = (160, 128)  # (w, h): 1280x1024 / 8
 train_pipeline = [
     dict(type='LoadPairedImageFromFile'),

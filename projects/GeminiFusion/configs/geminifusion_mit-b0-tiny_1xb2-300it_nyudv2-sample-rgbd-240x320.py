@@ -10,7 +10,7 @@ _base_ = [
     'mmseg::_base_/default_runtime.py',
 ]
 custom_imports = dict(imports=['mmfusion.seg'], allow_failed_imports=False)
-data_root = 'tests/data/nyudv2/'
+data_root = '{{ fileDirname }}/../../../tests/data/nyudv2/'
 crop_size = (240, 320)
 data_preprocessor = dict(size=crop_size)
 norm_cfg = dict(type='BN', requires_grad=True)

@@ -8,7 +8,7 @@
 # measured worse: the running estimates lag the weights and training diverged or fitted less.
 _base_ = ['./sslfusion_r18-fpn_voxel-rcnn_1xb2-overfit_kitti-sample-3d-3class.py']
 
-load_from = 'work_dirs/sslfusion_kitti_sample_overfit/epoch_15.pth'
+load_from = '{{ fileDirname }}/../../../work_dirs/sslfusion_kitti_sample_overfit/epoch_15.pth'
 lr = 0.002
 max_epochs = 5  # passes of RepeatDataset(times=10): 150 iterations at batch 2
 optim_wrapper = dict(optimizer=dict(lr=lr))

@@ -14,7 +14,7 @@
 # On 2 CPU cores use OMP_NUM_THREADS=1 (about 4 s per iteration; 2 threads were slower).
 _base_ = ['./sslfusion_r50-fpn_voxel-rcnn_4xb4-80e_kitti-3d-3class.py']
 
-data_root = 'work_dirs/demo_kitti/data/'
+data_root = '{{ fileDirname }}/../../../work_dirs/demo_kitti/data/'
 ann_file = 'kitti_infos_trainval.pkl'
 class_names = ['Pedestrian', 'Cyclist', 'Car']
 point_cloud_range = [0, -40, -3, 70.4, 40, 1]

@@ -11,7 +11,7 @@
 # Points have 5 features (x, y, z, intensity, ring), of which 4 are used, as the official yaml.
 _base_ = ['./sslfusion_r50-fpn_voxel-rcnn_4xb4-80e_kitti-3d-3class.py']
 
-data_root = 'data/dense_infos/'
+data_root = '{{ fileDirname }}/../../../data/dense_infos/'
 train_split = 'train_all_FOV3000_60'
 test_split = 'test_clear_FOV3000_25'
 class_names = ['Car']

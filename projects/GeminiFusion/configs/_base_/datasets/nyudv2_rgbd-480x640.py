@@ -14,7 +14,7 @@
 # Depth: the uint16 maps are read in metres and replicated to 3 channels (EncodeDepth); the data
 # preprocessor scales them by 1/10 m (see the model base), like the official depth/255.
 dataset_type = 'NYUDv2Dataset'
-data_root = 'data/nyudv2/'
+data_root = '{{ fileDirname }}/../../../../../data/nyudv2/'
 crop_size = (480, 640)  # (h, w), official input_scale = [480, 640]
 train_pipeline = [
     dict(type='LoadImageFromFile'),

@@ -8,7 +8,7 @@
 # points AND the image (MultiModalObjectSample; the database and its image crops come from
 # tools/create_data.py kitti); the official road-plane placement is not used (README).
 dataset_type = 'KittiDataset'
-data_root = 'data/kitti/'
+data_root = '{{ fileDirname }}/../../../../../data/kitti/'
 class_names = ['Pedestrian', 'Cyclist', 'Car']
 metainfo = dict(classes=class_names)
 modality = dict(use_lidar=True, use_camera=True)
@@ -76,3 +76,9 @@ test_dataloader = val_dataloader
 val_evaluator = dict(type='KittiMetric', ann_file=data_root + 'kitti_infos_val.pkl',
                      metric='bbox', backend_args=backend_args)
 test_evaluator = val_evaluator
+
+# Pictures (mmdet3d's MultiModalityDet3DInferencer, tools/test.py --show-dir, demos): the camera
+# view with GT and predictions plus a bird's-eye view, drawn without open3d. For TensorBoard:
+# vis_backends = [dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')]
+vis_backends = [dict(type='LocalVisBackend')]
+visualizer = dict(type='CameraViewDet3DVisualizer', vis_backends=vis_backends, name='visualizer')
