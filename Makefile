@@ -28,6 +28,8 @@ $(STAMP): $(REQS)
 	    MMCV_WITH_OPS=1 MAX_JOBS=$$(nproc) $(PIP) install --no-build-isolation mmcv==2.1.0; }
 	$(PIP) install -r requirements/runtime.txt -r requirements/tests.txt -r requirements/lint.txt \
 	    -c requirements/dev-constraints.txt
+	# openmim without its opendatalab dependency (which pins setuptools 60, breaking torch)
+	$(PIP) install --no-deps openmim==0.3.9 model-index==0.1.11 ordered-set==4.1.0
 	$(PIP) install --no-deps --no-build-isolation -e .
 	$(PY) -c "import mmcv.ops, mmdet3d, mmdet, mmseg, spconv.pytorch, mmfusion.det3d"
 	touch $(STAMP)

@@ -36,7 +36,7 @@ def _data_roots(node, where):
     """Yield ``(key path, data_root)`` for every ``data_root`` in a dataset config tree."""
     if isinstance(node, dict):
         for key, value in node.items():
-            if key == 'data_root' and isinstance(value, str):
+            if key == 'data_root' and isinstance(value, str) and value:  # '': paths as given
                 yield f'{where}.{key}', value
             else:
                 yield from _data_roots(value, f'{where}.{key}')
