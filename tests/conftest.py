@@ -1,8 +1,16 @@
+import os
 import os.path as osp
 
 import pytest
 
 TEST_DATA = osp.join(osp.dirname(__file__), 'data')
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+# Tools and training runs started by the tests import test helpers (``tests.*``) from the
+# repository: put it first on the path of every subprocess, since mmsegmentation installs a
+# top-level ``tests`` package into site-packages that would otherwise shadow ours.
+os.environ['PYTHONPATH'] = os.pathsep.join(
+    p for p in (REPO_ROOT, os.environ.get('PYTHONPATH', '')) if p)
 
 
 @pytest.fixture(autouse=True)

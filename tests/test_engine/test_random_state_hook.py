@@ -32,11 +32,7 @@ def train(cfg, work_dir, nproc, extra=(), kill_at=None):
                 f'--master_port={free_port()}', 'tools/train.py', cfg, '--work-dir', work_dir,
                 '--launcher', 'pytorch']
     proc = subprocess.run(args + list(extra), cwd=REPO_ROOT, capture_output=True, text=True,
-                          env=dict(os.environ, PYTHONUNBUFFERED='1',
-                                   # the config imports tests.test_engine.resume_toy
-                                   PYTHONPATH=os.pathsep.join(
-                                       [REPO_ROOT, os.environ.get('PYTHONPATH', '')]),
-                                   **env), timeout=600)
+                          env=dict(os.environ, PYTHONUNBUFFERED='1', **env), timeout=600)
     return proc
 
 
