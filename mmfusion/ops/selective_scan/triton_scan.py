@@ -183,6 +183,27 @@ def _softplus(x):
 
 
 @triton.jit
+def _per_channel(ptr, d, d_ok, PRESENT: tl.constexpr, BLOCK_D: tl.constexpr):
+    """(BLOCK_D,) fp32 values of a per-channel vector (D, delta_bias); zeros when absent."""
+    values = tl.zeros((BLOCK_D, ), tl.float32)
+    if PRESENT:
+        values = tl.load(ptr + d, mask=d_ok, other=0.0).to(tl.float32)
+    return values
+
+
+@triton.jit
+def _invariant_tile(ptr, d, n, s_g, s_n, dn_ok, VARYING: tl.constexpr, BLOCK_D: tl.constexpr,
+                    BLOCK_N: tl.constexpr):
+    """(BLOCK_D, BLOCK_N) fp32 tile of a time-invariant B or C; zeros when it varies in time
+    (the kernels then read the block's group's (N,) row per step)."""
+    tile = tl.zeros((BLOCK_D, BLOCK_N), tl.float32)
+    if not VARYING:
+        tile = tl.load(ptr + d[:, None] * s_g + n[None, :] * s_n, mask=dn_ok,
+                       other=0.0).to(tl.float32)
+    return tile
+
+
+@triton.jit
 def _forward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr,
                     last_ptr, starts_ptr, dim, seqlen, dstate, su_b, su_d, su_l, sdt_b, sdt_d,
                     sdt_l, sz_b, sz_d, sz_l, sA_d, sA_n, sB_b, sB_g, sB_n, sB_l, B_per_group,
@@ -198,23 +219,10 @@ def _forward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_pt
     dn_ok = d_ok[:, None] & (n < dstate)[None, :]
     A = tl.load(A_ptr + d[:, None] * sA_d + n[None, :] * sA_n, mask=dn_ok, other=0.0)
     A = A.to(tl.float32)
-    bias = tl.zeros((BLOCK_D, ), tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + d, mask=d_ok, other=0.0).to(tl.float32)
-    skip = tl.zeros((BLOCK_D, ), tl.float32)
-    if HAS_D:
-        skip = tl.load(D_ptr + d, mask=d_ok, other=0.0).to(tl.float32)
-    # B / C: a (BLOCK_D, N) tile if time-invariant, else the block's group's (N,) per step.
-    if B_VARYING:  # read per step
-        B_tile = tl.zeros((BLOCK_D, BLOCK_N), tl.float32)
-    else:
-        B_tile = tl.load(B_ptr + d[:, None] * sB_g + n[None, :] * sB_n, mask=dn_ok,
-                         other=0.0).to(tl.float32)
-    if C_VARYING:  # read per step
-        C_tile = tl.zeros((BLOCK_D, BLOCK_N), tl.float32)
-    else:
-        C_tile = tl.load(C_ptr + d[:, None] * sC_g + n[None, :] * sC_n, mask=dn_ok,
-                         other=0.0).to(tl.float32)
+    bias = _per_channel(bias_ptr, d, d_ok, HAS_BIAS, BLOCK_D)
+    skip = _per_channel(D_ptr, d, d_ok, HAS_D, BLOCK_D)
+    B_tile = _invariant_tile(B_ptr, d, n, sB_g, sB_n, dn_ok, B_VARYING, BLOCK_D, BLOCK_N)
+    C_tile = _invariant_tile(C_ptr, d, n, sC_g, sC_n, dn_ok, C_VARYING, BLOCK_D, BLOCK_N)
     B_row = B_ptr + b * sB_b + (d0 // B_per_group) * sB_g + n * sB_n
     C_row = C_ptr + b * sC_b + (d0 // C_per_group) * sC_g + n * sC_n
     n_ok = n < dstate
@@ -266,22 +274,10 @@ def _backward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
     dn_ok = d_ok[:, None] & n_ok[None, :]
     A = tl.load(A_ptr + d[:, None] * sA_d + n[None, :] * sA_n, mask=dn_ok, other=0.0)
     A = A.to(tl.float32)
-    bias = tl.zeros((BLOCK_D, ), tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + d, mask=d_ok, other=0.0).to(tl.float32)
-    skip = tl.zeros((BLOCK_D, ), tl.float32)
-    if HAS_D:
-        skip = tl.load(D_ptr + d, mask=d_ok, other=0.0).to(tl.float32)
-    if B_VARYING:  # read per step
-        B_tile = tl.zeros((BLOCK_D, BLOCK_N), tl.float32)
-    else:
-        B_tile = tl.load(B_ptr + d[:, None] * sB_g + n[None, :] * sB_n, mask=dn_ok,
-                         other=0.0).to(tl.float32)
-    if C_VARYING:  # read per step
-        C_tile = tl.zeros((BLOCK_D, BLOCK_N), tl.float32)
-    else:
-        C_tile = tl.load(C_ptr + d[:, None] * sC_g + n[None, :] * sC_n, mask=dn_ok,
-                         other=0.0).to(tl.float32)
+    bias = _per_channel(bias_ptr, d, d_ok, HAS_BIAS, BLOCK_D)
+    skip = _per_channel(D_ptr, d, d_ok, HAS_D, BLOCK_D)
+    B_tile = _invariant_tile(B_ptr, d, n, sB_g, sB_n, dn_ok, B_VARYING, BLOCK_D, BLOCK_N)
+    C_tile = _invariant_tile(C_ptr, d, n, sC_g, sC_n, dn_ok, C_VARYING, BLOCK_D, BLOCK_N)
     B_row = b * sB_b + (d0 // B_per_group) * sB_g + n * sB_n
     C_row = b * sC_b + (d0 // C_per_group) * sC_g + n * sC_n
     state = (b * dim + d[:, None]) * dstate + n[None, :]  # offsets of a (B, D, N) tensor
