@@ -1,4 +1,5 @@
-"""Pascal VOC reading shared by the RGB+infrared converters (LLVIP, M3FD, FLIR, DroneVehicle).
+"""Pascal VOC reading and COCO json writing shared by the RGB+infrared converters (LLVIP, M3FD,
+FLIR, DroneVehicle).
 
 Every function raises :class:`~mmfusion.converters._io.DatasetFormatError` naming the offending
 file. Coordinates are kept as in the xml (pixels; integers stay ``int``).
@@ -8,7 +9,8 @@ import os
 import os.path as osp
 import xml.etree.ElementTree as ET
 
-from ._io import ConversionReport, DatasetFormatError, image_size  # noqa: F401 (re-exported)
+from ._io import (REPORT_NAME, ConversionReport, DatasetFormatError,  # noqa: F401 (re-exported)
+                  image_size, write_json_outputs)
 
 
 def number(text, xml_path, what):
@@ -153,3 +155,27 @@ def coco_report(dataset, infos, dropped=None, reason=''):
             if n:
                 report.drop(split, name, reason, n)
     return report
+
+
+def write_coco_outputs(out_dir, extra_tag, infos, report):
+    """Write ``{extra_tag}_infos_{split}.json`` for every split and the conversion report, in
+    one all-or-nothing commit (:func:`~mmfusion.converters._io.write_json_outputs`), then log
+    the report's summary.
+
+    Args:
+        out_dir (str): Output folder.
+        extra_tag (str): Prefix of the json names.
+        infos (dict): ``{split: COCO dict}``.
+        report (ConversionReport): The report of ``infos`` (:func:`coco_report`).
+
+    Returns:
+        dict: ``{split: json path}`` and ``'report'``: the report's path.
+    """
+    names = {split: f'{extra_tag}_infos_{split}.json' for split in infos}
+    outputs = {names[split]: info for split, info in infos.items()}
+    outputs[REPORT_NAME] = report.to_dict()
+    paths = write_json_outputs(out_dir, outputs)
+    report.log_summary()
+    out_paths = {split: paths[name] for split, name in names.items()}
+    out_paths['report'] = paths[REPORT_NAME]
+    return out_paths

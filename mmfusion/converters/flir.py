@@ -51,9 +51,8 @@ import re
 
 from tqdm import tqdm
 
-from ._io import (REPORT_NAME, DatasetFormatError, check_output_outside, open_text,
-                  write_json_outputs)
-from ._voc import coco_annotations, coco_report, image_size, parse_voc
+from ._io import DatasetFormatError, check_output_outside, open_text
+from ._voc import coco_annotations, coco_report, image_size, parse_voc, write_coco_outputs
 
 __all__ = ['create_flir_infos', 'CLASSES']
 
@@ -171,11 +170,4 @@ def create_flir_infos(root_path, out_dir, extra_tag='flir'):
     report = coco_report(
         'FLIR aligned', infos, dropped,
         reason=f'class not among the {len(CLASSES)} evaluated ({", ".join(CLASSES)})')
-    names = {split: f'{extra_tag}_infos_{split}.json' for split in infos}
-    outputs = {names[split]: info for split, info in infos.items()}
-    outputs[REPORT_NAME] = report.to_dict()
-    paths = write_json_outputs(out_dir, outputs)
-    report.log_summary()
-    out_paths = {split: paths[name] for split, name in names.items()}
-    out_paths['report'] = paths[REPORT_NAME]
-    return out_paths
+    return write_coco_outputs(out_dir, extra_tag, infos, report)

@@ -46,8 +46,9 @@ import os.path as osp
 
 from tqdm import tqdm
 
-from ._io import REPORT_NAME, DatasetFormatError, check_output_outside, write_json_outputs
-from ._voc import coco_annotations, coco_report, image_size, list_stems, parse_voc
+from ._io import DatasetFormatError, check_output_outside
+from ._voc import (coco_annotations, coco_report, image_size, list_stems, parse_voc,
+                   write_coco_outputs)
 
 __all__ = ['create_llvip_infos', 'CLASSES']
 
@@ -152,14 +153,7 @@ def create_llvip_infos(root_path, out_dir, extra_tag='llvip', splits=('train', '
     infos = {split: _collect_split(root_path, split) for split in splits}
     _check_unique_ids(root_path, infos)
     report = coco_report('LLVIP', infos)
-    names = {split: f'{extra_tag}_infos_{split}.json' for split in infos}
-    outputs = {names[split]: info for split, info in infos.items()}
-    outputs[REPORT_NAME] = report.to_dict()
-    paths = write_json_outputs(out_dir, outputs)
-    report.log_summary()
-    out_paths = {split: paths[name] for split, name in names.items()}
-    out_paths['report'] = paths[REPORT_NAME]
-    return out_paths
+    return write_coco_outputs(out_dir, extra_tag, infos, report)
 
 
 def _check_unique_ids(root_path, infos):
