@@ -21,6 +21,8 @@ from mmdet.registry import VISUALIZERS
 from mmdet.visualization import DetLocalVisualizer
 from mmengine.fileio import get
 
+from .publish import publish_drawing
+
 GT_COLOR = (0, 200, 0)
 PRED_COLOR = (255, 40, 40)
 
@@ -120,10 +122,4 @@ class PairedDetLocalVisualizer(DetLocalVisualizer):
         """Draw a pair; arguments as mmdet's ``DetLocalVisualizer.add_datasample`` except
         ``image`` (see :meth:`load_pair`)."""
         drawn = self.draw_pair(image, data_sample, draw_gt, draw_pred, pred_score_thr)
-        self.set_image(drawn)
-        if show:
-            self.show(drawn, win_name=name, wait_time=wait_time)
-        if out_file is not None:
-            mmcv.imwrite(drawn[..., ::-1], out_file)
-        else:
-            self.add_image(name, drawn, step)
+        publish_drawing(self, name, drawn, show, wait_time, out_file, step)

@@ -26,6 +26,8 @@ from mmengine.fileio import get
 from mmseg.registry import VISUALIZERS
 from mmseg.visualization import SegLocalVisualizer
 
+from .publish import publish_drawing
+
 LEGEND_ROW = 22  # pixels per legend line
 
 
@@ -144,10 +146,4 @@ class RGBDSegLocalVisualizer(SegLocalVisualizer):
         """Draw a frame; arguments as mmseg's ``SegLocalVisualizer.add_datasample`` except
         ``image`` (see :meth:`draw_rgbd`)."""
         drawn = self.draw_rgbd(image, data_sample, draw_gt, draw_pred, with_labels)
-        self.set_image(drawn)
-        if show:
-            self.show(drawn, win_name=name, wait_time=wait_time)
-        if out_file is not None:
-            mmcv.imwrite(drawn[..., ::-1], out_file)
-        else:
-            self.add_image(name, drawn, step)
+        publish_drawing(self, name, drawn, show, wait_time, out_file, step)
