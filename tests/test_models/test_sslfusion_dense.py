@@ -104,7 +104,8 @@ def dense_root(tmp_path_factory):
 def _dense_cfg(data_root):
     cfg = Config.fromfile(DENSE_CFG)
     for loader in (cfg.train_dataloader, cfg.test_dataloader):
-        assert loader.dataset.data_root == 'data/dense_infos/'
+        # data/dense_infos/ of the repository, wherever the run starts (relative to the config)
+        assert osp.normpath(loader.dataset.data_root) == osp.join(REPO_ROOT, 'data', 'dense_infos')
         loader.dataset.data_root = data_root
     cfg.model.img_backbone.init_cfg = None
     return cfg
@@ -117,7 +118,8 @@ def test_dense_config_reads_the_converted_official_splits(dense_root):
     cfg = _dense_cfg(dense_root)
     assert cfg.train_dataloader.dataset.ann_file == 'dense_infos_train_all_FOV3000_60.pkl'
     assert cfg.test_dataloader.dataset.ann_file == 'dense_infos_test_clear_FOV3000_25.pkl'
-    assert cfg.test_evaluator.ann_file == 'data/dense_infos/dense_infos_test_clear_FOV3000_25.pkl'
+    assert osp.normpath(cfg.test_evaluator.ann_file) == osp.join(
+        REPO_ROOT, 'data', 'dense_infos', 'dense_infos_test_clear_FOV3000_25.pkl')
     for key, split in (('train_dataloader', 'train_all_FOV3000_60'),
                        ('test_dataloader', 'test_clear_FOV3000_25')):
         dataset = DATASETS.build(cfg[key].dataset)
